@@ -1,0 +1,159 @@
+"""Turn raw tables into identity observations, as declared in `config/observations.yml`.
+
+The SQL is built by pure functions from the config so it can be unit-tested without a database, and so the
+same step runs unchanged on any engine that speaks SQL when a brand outgrows one machine.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+_PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ID_TYPES = {
+    "openid", "unionid", "external_userid", "member_id", "phone", "email",
+    "phone_md5", "phone_sha256", "buyer_account",
+}
+OBSERVATION_COLUMNS = ("source", "record_id", "id_type", "scope", "id_value", "observed_at", "strength")
+
+
+class ObservationConfigError(ValueError):
+    """The observations config names something that cannot be turned into safe SQL."""
+
+
+@dataclass(frozen=True)
+class IdentifierColumn:
+    column: str
+    id_type: str
+    scope_column: str | None = None
+    list: str | None = None
+    strength: str = "strong"
+
+
+@dataclass(frozen=True)
+class RecordSpec:
+    source: str
+    table: str
+    record_id: str
+    observed_at: str | None
+    identifiers: tuple[IdentifierColumn, ...] = field(default_factory=tuple)
+    record_id_suffix: str = ""
+
+
+def _name(value: object, what: str, where: str) -> str:
+    if not isinstance(value, str) or not _PLAIN_NAME.match(value):
+        raise ObservationConfigError(f"{where}: {what} must be a plain SQL name, got {value!r}")
+    return value
+
+
+def parse_record_specs(document: dict, origin: str = "observations.yml") -> list[RecordSpec]:
+    specs = []
+    for index, entry in enumerate(document.get("records") or [], start=1):
+        where = f"{origin} records[{index}]"
+        identifiers = []
+        for column in entry.get("identifiers") or []:
+            id_type = column.get("id_type")
+            if id_type not in _ID_TYPES:
+                raise ObservationConfigError(f"{where}: unknown id_type {id_type!r}; known: {sorted(_ID_TYPES)}")
+            strength = column.get("strength", "strong")
+            if strength not in ("strong", "weak"):
+                raise ObservationConfigError(f"{where}: strength must be strong or weak, got {strength!r}")
+            if column.get("list") not in (None, "json"):
+                raise ObservationConfigError(f"{where}: list must be json when given, got {column.get('list')!r}")
+            identifiers.append(
+                IdentifierColumn(
+                    column=_name(column.get("column"), "column", where),
+                    id_type=id_type,
+                    scope_column=_name(column["scope_column"], "scope_column", where)
+                    if column.get("scope_column")
+                    else None,
+                    list=column.get("list"),
+                    strength=strength,
+                )
+            )
+        if not identifiers:
+            raise ObservationConfigError(f"{where}: no identifiers declared")
+        suffix = entry.get("record_id_suffix", "") or ""
+        if not re.fullmatch(r"[A-Za-z0-9_/.:-]*", suffix):
+            raise ObservationConfigError(f"{where}: record_id_suffix may hold letters, digits and _/.:- only")
+        specs.append(
+            RecordSpec(
+                source=_name(entry.get("source"), "source", where),
+                table=_name(entry.get("table"), "table", where),
+                record_id=_name(entry.get("record_id"), "record_id", where),
+                observed_at=_name(entry["observed_at"], "observed_at", where) if entry.get("observed_at") else None,
+                identifiers=tuple(identifiers),
+                record_id_suffix=suffix,
+            )
+        )
+    return specs
+
+
+def load_record_specs(path: Path) -> list[RecordSpec]:
+    with open(path, encoding="utf-8") as handle:
+        return parse_record_specs(yaml.safe_load(handle) or {}, origin=str(path))
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _identifier_select(spec: RecordSpec, identifier: IdentifierColumn, schema: str) -> str:
+    record_id = f'cast("{spec.record_id}" as varchar)'
+    if spec.record_id_suffix:
+        record_id = f"{record_id} || {_literal(spec.record_id_suffix)}"
+    scope = f'coalesce(cast("{identifier.scope_column}" as varchar), \'\')' if identifier.scope_column else "''"
+    observed_at = f'cast("{spec.observed_at}" as timestamp)' if spec.observed_at else "cast(null as timestamp)"
+    value = f'cast("{identifier.column}" as varchar)'
+    source_table = f'{schema}."{spec.table}"'
+    if identifier.list == "json":
+        # one observation per element; an empty or missing list still leaves the record (see records_sql)
+        value = "id_element"
+        source_table = (
+            f'{schema}."{spec.table}", '
+            f'unnest(coalesce(try_cast(json("{identifier.column}") as varchar[]), []::varchar[])) as t(id_element)'
+        )
+    return (
+        f"select {_literal(spec.source)} as source, {record_id} as record_id, "
+        f"{_literal(identifier.id_type)} as id_type, {scope} as scope, {value} as id_value, "
+        f"{observed_at} as observed_at, {_literal(identifier.strength)} as strength "
+        f"from {source_table} where {value} is not null"
+    )
+
+
+def _record_select(spec: RecordSpec, schema: str) -> str:
+    """Every record, even one with no identifier at all, must come out of resolution with a user id."""
+    record_id = f'cast("{spec.record_id}" as varchar)'
+    if spec.record_id_suffix:
+        record_id = f"{record_id} || {_literal(spec.record_id_suffix)}"
+    observed_at = f'cast("{spec.observed_at}" as timestamp)' if spec.observed_at else "cast(null as timestamp)"
+    return (
+        f"select {_literal(spec.source)} as source, {record_id} as record_id, min({observed_at}) as observed_at "
+        f'from {schema}."{spec.table}" group by all'
+    )
+
+
+def observations_sql(specs: list[RecordSpec], schema: str = "raw") -> str:
+    """One query giving every distinct observation, each with its earliest time seen."""
+    _name(schema, "schema", "observations_sql")
+    union = "\nunion all\n".join(
+        _identifier_select(spec, identifier, schema) for spec in specs for identifier in spec.identifiers
+    )
+    return (
+        "select source, record_id, id_type, scope, id_value, min(observed_at) as observed_at, strength\n"
+        f"from (\n{union}\n) as observed\n"
+        "group by source, record_id, id_type, scope, id_value, strength"
+    )
+
+
+def records_sql(specs: list[RecordSpec], schema: str = "raw") -> str:
+    """Every distinct record of every declared table, with its earliest time seen."""
+    _name(schema, "schema", "records_sql")
+    union = "\nunion all\n".join(_record_select(spec, schema) for spec in specs)
+    return (
+        "select source, record_id, min(observed_at) as observed_at\n"
+        f"from (\n{union}\n) as records\ngroup by source, record_id"
+    )
