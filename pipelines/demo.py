@@ -35,7 +35,7 @@ def summarize(con: duckdb.DuckDBPyConnection) -> dict:
         "coalesce(sum(rows_loaded), 0) as rows_loaded, coalesce(sum(rows_quarantined), 0) as rows_quarantined "
         "from raw.load_log group by source order by source"
     ).pl()
-    users = con.sql("select count(distinct user_id) as users from identity.record_map").fetchone()[0]
+    users = con.sql("select count(distinct user_id) as users from identity.record_map").fetchall()[0][0]
     per_user = con.sql(
         "with per_user as (select user_id, count(*) as identities from identity.id_map group by user_id) "
         "select identities, count(*) as users from per_user group by identities order by identities"
@@ -43,7 +43,7 @@ def summarize(con: duckdb.DuckDBPyConnection) -> dict:
     users_without_identity = con.sql(
         "select count(distinct r.user_id) from identity.record_map r "
         "anti join identity.id_map i on r.user_id = i.user_id"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     orders = con.sql(
         "select count(*) as orders, count(user_id) as orders_with_user, "
         "coalesce(sum(net_amount), 0) as net_gmv, "

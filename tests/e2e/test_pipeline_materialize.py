@@ -82,7 +82,7 @@ def test_every_file_loaded_and_every_row_accounted_for(brand, con):
         status, loaded, quarantined = log[relative]
         assert status == "loaded", relative
         assert loaded + quarantined == _data_rows(path), relative
-    raw_total = sum(con.sql(f"select count(*) from raw.{t}").fetchone()[0] for t in RAW_TABLES)
+    raw_total = sum(con.sql(f"select count(*) from raw.{t}").fetchall()[0][0] for t in RAW_TABLES)
     assert raw_total == sum(v[1] for v in log.values())
     assert raw_total > 1000
 
@@ -94,30 +94,30 @@ def test_every_record_has_exactly_one_user(con):
     )
     missing = con.sql(
         f"select count(*) from ({expected}) e anti join identity.record_map m using (source, record_id)"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     assert missing == 0
     duplicates = con.sql(
         "select count(*) from (select source, record_id from identity.record_map group by all having count(*) > 1)"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     assert duplicates == 0
 
 
 def test_orders_mart_has_one_row_per_order_and_every_paid_order_a_user(con):
-    raw_orders = con.sql("select count(distinct record_id) from raw.orders").fetchone()[0]
+    raw_orders = con.sql("select count(distinct record_id) from raw.orders").fetchall()[0][0]
     fct = con.sql(
         "select count(*), count(*) filter (where paid_at is not null and user_id is null), "
         "count(*) filter (where net_amount < 0), sum(net_amount) from marts.fct_orders"
-    ).fetchone()
+    ).fetchall()[0]
     assert fct[0] == raw_orders
     assert fct[1] == 0
     assert fct[2] == 0
-    users_gmv = con.sql("select sum(lifetime_net_gmv) from marts.dim_users").fetchone()[0]
+    users_gmv = con.sql("select sum(lifetime_net_gmv) from marts.dim_users").fetchall()[0][0]
     assert users_gmv == fct[3]
 
 
 def test_dim_users_holds_every_unified_user(con):
-    users = con.sql("select count(distinct user_id) from identity.record_map").fetchone()[0]
-    assert con.sql("select count(*), count(distinct user_id) from marts.dim_users").fetchone() == (users, users)
+    users = con.sql("select count(distinct user_id) from identity.record_map").fetchall()[0][0]
+    assert con.sql("select count(*), count(distinct user_id) from marts.dim_users").fetchall()[0] == (users, users)
 
 
 def test_identity_accuracy_on_the_generated_brand(brand, con):
@@ -130,13 +130,13 @@ def test_identity_accuracy_on_the_generated_brand(brand, con):
 
 
 def test_rerun_loads_nothing_twice(brand, con):
-    before = {t: con.sql(f"select count(*) from raw.{t}").fetchone()[0] for t in RAW_TABLES}
+    before = {t: con.sql(f"select count(*) from raw.{t}").fetchall()[0][0] for t in RAW_TABLES}
     users_before = con.sql("select user_id from identity.record_map order by source, record_id").fetchall()
     con.close()
     _run(brand, [*raw_assets, identity_resolution])
     with duckdb.connect(str(brand.database), read_only=True) as again:
-        after = {t: again.sql(f"select count(*) from raw.{t}").fetchone()[0] for t in RAW_TABLES}
-        duplicates = again.sql("select count(*) from raw.load_log where status = 'duplicate'").fetchone()[0]
+        after = {t: again.sql(f"select count(*) from raw.{t}").fetchall()[0][0] for t in RAW_TABLES}
+        duplicates = again.sql("select count(*) from raw.load_log where status = 'duplicate'").fetchall()[0][0]
         users_after = again.sql("select user_id from identity.record_map order by source, record_id").fetchall()
     assert after == before
     assert duplicates >= 7
