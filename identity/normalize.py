@@ -1,0 +1,277 @@
+"""Per-type normalization and the blocklist, as polars expressions over whole columns.
+
+Every step here looks at one observation at a time, so it is a plain projection (a SQL `CASE`), unlike the
+greedy linking in `resolve`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import polars as pl
+
+from identity.config import GLOBAL_TYPES, SCOPED_TYPES, STRENGTHS, IdentityConfig
+
+INPUT_COLUMNS = ("source", "record_id", "id_type", "scope", "id_value", "observed_at")
+OUTPUT_COLUMNS = (
+    "source",
+    "record_id",
+    "id_type",
+    "scope",
+    "id_value",
+    "raw_value",
+    "observed_at",
+    "strength",
+    "usable",
+    "unusable_reason",
+)
+
+# Reasons that make an identity *blocked* (reported in blocked_values), as opposed to a value that never was an
+# identity (empty, masked, malformed).
+BLOCK_REASONS = ("junk", "blocklist", "blocklist_pattern", "shared")
+
+PHONE_PATTERN = r"^1[3-9][0-9]{9}$"
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+HASH_LENGTHS = {"phone_md5": 32, "phone_sha256": 64}
+
+# Placeholders that exports write instead of leaving a field empty; compared case-insensitively.
+GENERIC_JUNK = ("null", "undefined", "none", "nan", "nil", "n/a", "-", "0")
+# Test numbers and keyboard runs that pass (or nearly pass) the mobile pattern and are typed by the thousand.
+JUNK_PHONES = ("13800138000", "12345678901", "01234567890")
+_ALL_SAME_DIGIT = "^(?:" + "|".join(f"{digit}+" for digit in range(10)) + ")$"
+_GENERIC_JUNK_MAX = max(len(value) for value in GENERIC_JUNK)
+
+
+def phone_hashes(phone: str) -> tuple[str, str]:
+    data = phone.encode("ascii")
+    return hashlib.md5(data).hexdigest(), hashlib.sha256(data).hexdigest()
+
+
+def _junk_hashes() -> dict[str, set[str]]:
+    """Hashes of junk phones (and of the empty string) are junk too: partners hash whatever was typed."""
+    phones = [""] + list(JUNK_PHONES) + [str(digit) * 11 for digit in range(10)]
+    md5s, sha256s = zip(*(phone_hashes(phone) for phone in phones))
+    return {"phone_md5": set(md5s), "phone_sha256": set(sha256s)}
+
+
+JUNK_HASHES = _junk_hashes()
+
+
+def _with_values(frame: pl.DataFrame) -> pl.DataFrame:
+    """Adds normalized `id_value` and `unusable_reason` (null when usable) from `id_type` and trimmed `_trim`.
+
+    Each type is handled on its own slice of rows, and every intermediate is materialized once: polars evaluates
+    every branch of a when/then on every row, and phone cleanup is the costliest step, so it only runs on the
+    few phones that are not already 11 plain digits. The config blocklist is applied afterwards.
+    """
+    frame = frame.with_row_index("_order")
+    trimmed = pl.col("_trim")
+    frame = frame.with_columns(
+        unusable_reason=pl.when(trimmed.is_null() | (trimmed == ""))
+        .then(pl.lit("empty"))
+        .when((trimmed.str.len_bytes() <= _GENERIC_JUNK_MAX) & trimmed.str.to_lowercase().is_in(GENERIC_JUNK))
+        .then(pl.lit("junk"))
+        .otherwise(pl.lit(None, dtype=pl.String))
+    )
+    id_type = pl.col("id_type")
+    pending = pl.col("unusable_reason").is_null()
+    decided = frame.filter(~pending).with_columns(id_value=pl.when(pl.col("unusable_reason") == "junk").then(trimmed))
+    phones = frame.filter(pending & (id_type == "phone"))
+    emails = frame.filter(pending & (id_type == "email"))
+    hashes = frame.filter(pending & id_type.is_in(list(HASH_LENGTHS)))
+    opaque = frame.filter(pending & ~id_type.is_in(["phone", "email", *HASH_LENGTHS])).with_columns(id_value=trimmed)
+    parts = [decided, _phones(phones), _emails(emails), _hashes(hashes), opaque]
+    columns = [*frame.columns, "id_value"]
+    return pl.concat([part.select(columns) for part in parts]).sort("_order").drop("_order")
+
+
+def _phones(part: pl.DataFrame) -> pl.DataFrame:
+    plain = part["_trim"].str.contains(PHONE_PATTERN)
+    clean = part.filter(plain).with_columns(
+        id_value=pl.col("_trim"),
+        unusable_reason=pl.when(pl.col("_trim").is_in(JUNK_PHONES)).then(pl.lit("junk")),
+    )
+    messy = part.filter(~plain).with_columns(_wide=pl.col("_trim").str.normalize("NFKC"))
+    messy = messy.with_columns(_digits=pl.col("_wide").str.replace_all(r"[\s\-.()]", ""))
+    digits = pl.col("_digits")
+    messy = messy.with_columns(
+        _digits=pl.when(digits.str.starts_with("+86"))
+        .then(digits.str.slice(3))
+        .when(digits.str.starts_with("0086"))
+        .then(digits.str.slice(4))
+        .when(digits.str.starts_with("86") & (digits.str.len_chars() == 13))
+        .then(digits.str.slice(2))
+        .otherwise(digits)
+    )
+    messy = messy.with_columns(
+        unusable_reason=pl.when(pl.col("_wide").str.contains("*", literal=True))
+        .then(pl.lit("masked"))
+        .when(pl.col("_trim").str.starts_with("##") | pl.col("_trim").str.starts_with("$$"))
+        .then(pl.lit("ciphertext"))
+        .when(digits.is_in(JUNK_PHONES) | digits.str.contains(_ALL_SAME_DIGIT))
+        .then(pl.lit("junk"))
+        .when(~digits.str.contains(PHONE_PATTERN))
+        .then(pl.lit("invalid_phone"))
+    )
+    messy = messy.with_columns(
+        id_value=pl.when(pl.col("unusable_reason").is_null() | (pl.col("unusable_reason") == "junk")).then(digits)
+    )
+    return pl.concat([clean, messy.drop("_wide", "_digits")])
+
+
+def _emails(part: pl.DataFrame) -> pl.DataFrame:
+    part = part.with_columns(_email=pl.col("_trim").str.normalize("NFKC").str.strip_chars().str.to_lowercase())
+    valid = pl.col("_email").str.contains(EMAIL_PATTERN)
+    return part.with_columns(
+        id_value=pl.when(valid).then(pl.col("_email")),
+        unusable_reason=pl.when(valid).then(None).otherwise(pl.lit("invalid_email")),
+    ).drop("_email")
+
+
+def _hashes(part: pl.DataFrame) -> pl.DataFrame:
+    part = part.with_columns(_hex=pl.col("_trim").str.to_lowercase())
+    length = pl.col("id_type").replace_strict(HASH_LENGTHS, return_dtype=pl.UInt32)
+    well_formed = pl.col("_hex").str.contains(r"^[0-9a-f]+$") & (pl.col("_hex").str.len_bytes() == length)
+    junk = pl.lit(False)
+    for hash_type, hashes in JUNK_HASHES.items():
+        junk = junk | ((pl.col("id_type") == hash_type) & pl.col("_hex").is_in(sorted(hashes)))
+    part = part.with_columns(
+        unusable_reason=pl.when(~well_formed).then(pl.lit("invalid_hash")).when(junk).then(pl.lit("junk"))
+    )
+    return part.with_columns(
+        id_value=pl.when(pl.col("unusable_reason").is_null() | (pl.col("unusable_reason") == "junk")).then(
+            pl.col("_hex")
+        )
+    ).drop("_hex")
+
+
+def _config_blocklist(config: IdentityConfig) -> pl.DataFrame:
+    """Config values normalized like observations, so `138 0013 8000` in the YAML blocks `13800138000`."""
+    rows = [(id_type, value) for id_type, rule in config.blocklist.items() for value in rule.values]
+    # a blocked phone's hashes are blocked too, or a partner's md5 of the front-desk phone would still link
+    frame = pl.DataFrame(rows, schema={"id_type": pl.String, "_trim": pl.String}, orient="row")
+    frame = _with_values(frame.with_columns(pl.col("_trim").str.strip_chars()))
+    frame = frame.with_columns(id_value=pl.coalesce("id_value", "_trim"))
+    phones = frame.filter((pl.col("id_type") == "phone") & (pl.col("unusable_reason").is_null()))
+    hashed = [
+        (hash_type, digest)
+        for phone in phones["id_value"].to_list()
+        for hash_type, digest in zip(("phone_md5", "phone_sha256"), phone_hashes(phone))
+    ]
+    extra = pl.DataFrame(hashed, schema={"id_type": pl.String, "id_value": pl.String}, orient="row")
+    return pl.concat([frame.select("id_type", "id_value"), extra]).unique().with_columns(
+        _blocked=pl.lit("blocklist")
+    )
+
+
+def with_blocklist_reason(
+    frame: pl.DataFrame, config: IdentityConfig, type_column: str, value_column: str
+) -> pl.DataFrame:
+    """Adds `_block_reason`: why the config blocklist refuses (type, value), null when it does not."""
+    listed = _config_blocklist(config).rename({"id_type": type_column, "id_value": value_column})
+    if listed.height:
+        frame = frame.join(listed, on=[type_column, value_column], how="left", maintain_order="left")
+    else:
+        frame = frame.with_columns(_blocked=pl.lit(None, dtype=pl.String))
+    reason = pl.when(pl.col("_blocked").is_not_null()).then(pl.col("_blocked"))
+    for id_type, rule in config.blocklist.items():
+        for pattern in rule.patterns:
+            # anchored, so a pattern is about the whole value and `400` does not block every number holding it
+            matches = pl.col(value_column).str.contains(f"^(?:{pattern})$")
+            reason = reason.when((pl.col(type_column) == id_type) & matches).then(pl.lit("blocklist_pattern"))
+    return frame.with_columns(_block_reason=reason.otherwise(pl.lit(None, dtype=pl.String))).drop("_blocked")
+
+
+def _observed_at(column: pl.Series | None) -> pl.Expr:
+    if column is None:
+        return pl.lit(None, dtype=pl.Datetime("us"))
+    dtype = column.dtype
+    expr = pl.col("observed_at")
+    if dtype == pl.String:
+        return expr.str.to_datetime(time_unit="us", strict=False)
+    if dtype == pl.Date:
+        return expr.cast(pl.Datetime("us"))
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is not None:
+            # the contract stores naive China time; an aware input is converted, not relabelled
+            expr = expr.dt.convert_time_zone("Asia/Shanghai").dt.replace_time_zone(None)
+        return expr.cast(pl.Datetime("us"))
+    if dtype == pl.Null:
+        return expr.cast(pl.Datetime("us"))
+    raise TypeError(f"observed_at must be a datetime, date or ISO string column, got {dtype}")
+
+
+def normalize_observations(obs: pl.DataFrame, config: IdentityConfig | None = None) -> pl.DataFrame:
+    """Normalized observations in input order, with `raw_value`, `strength`, `usable` and `unusable_reason`.
+
+    Columns other than the contract's are dropped. `usable` is false for empty, malformed, masked, ciphertext,
+    junk and blocklisted values; `resolve` additionally marks shared values.
+    """
+    if config is None:
+        config = IdentityConfig()
+    missing = [column for column in INPUT_COLUMNS if column not in obs.columns and column != "observed_at"]
+    if missing:
+        raise ValueError(f"observations lack columns {missing}; expected {list(INPUT_COLUMNS)} (+ strength)")
+    for column in ("source", "record_id", "id_type"):
+        nulls = obs[column].null_count()
+        if nulls:
+            raise ValueError(f"observations: {nulls} rows have no {column}")
+
+    strength = (
+        pl.col("strength").cast(pl.String).str.strip_chars().str.to_lowercase()
+        if "strength" in obs.columns
+        else pl.lit(None, dtype=pl.String)
+    )
+    frame = obs.select(
+        pl.col("source").cast(pl.String),
+        pl.col("record_id").cast(pl.String),
+        pl.col("id_type").cast(pl.String).str.strip_chars().str.to_lowercase(),
+        pl.col("scope").cast(pl.String).str.strip_chars(),
+        pl.col("id_value").cast(pl.String).alias("raw_value"),
+        _observed_at(obs.get_column("observed_at") if "observed_at" in obs.columns else None).alias("observed_at"),
+        strength.alias("strength"),
+    )
+
+    if "observed_at" in obs.columns and obs["observed_at"].dtype == pl.String:
+        # a time that silently became null would move its links to the end of the order
+        given = obs["observed_at"].str.strip_chars().fill_null("") != ""
+        unparsed = obs.filter(given & frame["observed_at"].is_null())["observed_at"]
+        if len(unparsed):
+            raise ValueError(f"observed_at: {len(unparsed)} values are not ISO times, e.g. {unparsed[0]!r}")
+    bad = frame.filter(pl.col("strength").is_not_null() & ~pl.col("strength").is_in(list(STRENGTHS)))
+    if bad.height:
+        raise ValueError(f"strength must be strong or weak, got {bad['strength'].unique().to_list()[:5]}")
+    frame = _fill_strength(frame, config)
+
+    id_type = pl.col("id_type")
+    frame = frame.with_columns(
+        scope=pl.when(id_type.is_in(list(GLOBAL_TYPES))).then(pl.lit("")).otherwise(pl.col("scope").fill_null("")),
+        _trim=pl.col("raw_value").str.strip_chars(),
+    )
+    frame = _with_values(frame).drop("_trim")
+    frame = frame.with_columns(
+        unusable_reason=pl.when(
+            pl.col("unusable_reason").is_null() & id_type.is_in(list(SCOPED_TYPES)) & (pl.col("scope") == "")
+        )
+        .then(pl.lit("missing_scope"))
+        .otherwise(pl.col("unusable_reason"))
+    )
+    frame = with_blocklist_reason(frame, config, "id_type", "id_value")
+    frame = frame.with_columns(
+        unusable_reason=pl.coalesce("unusable_reason", "_block_reason"),
+    ).with_columns(usable=pl.col("unusable_reason").is_null())
+    return frame.select(OUTPUT_COLUMNS)
+
+
+def _fill_strength(frame: pl.DataFrame, config: IdentityConfig) -> pl.DataFrame:
+    if not config.link_strength:
+        return frame.with_columns(pl.col("strength").fill_null("strong"))
+    by_pair = {key: value for key, value in config.link_strength.items() if "." in key}
+    by_type = {key: value for key, value in config.link_strength.items() if "." not in key}
+    pair = pl.concat_str([pl.col("source"), pl.lit("."), pl.col("id_type")])
+    configured = pl.coalesce(
+        pair.replace_strict(by_pair, default=None, return_dtype=pl.String),
+        pl.col("id_type").replace_strict(by_type, default=None, return_dtype=pl.String),
+        pl.lit("strong"),
+    )
+    return frame.with_columns(strength=pl.coalesce(pl.col("strength"), configured))

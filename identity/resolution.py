@@ -1,0 +1,315 @@
+"""Observations in, one user id per record out.
+
+Steps, in order (see docs/identity.md): normalize and block (per row); translate hashed phones to known plain
+phones and find shared values (joins and group-bys); order the links (one sort); the greedy union (sequential,
+`identity.engine`); then anchors, user ids and the output tables (joins and group-bys again).
+
+Strings are turned into dense integer ranks once (records, observed identities, linking identities), numbered in
+the text order of their keys, so every later sort and join runs on integers and integer order is text order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from identity.config import IdentityConfig
+from identity.engine import greedy_union
+from identity.normalize import BLOCK_REASONS, OUTPUT_COLUMNS, normalize_observations
+
+RECORD_MAP_SCHEMA = {"source": pl.String, "record_id": pl.String, "user_id": pl.String}
+ID_MAP_SCHEMA = {"id_type": pl.String, "scope": pl.String, "id_value": pl.String, "user_id": pl.String}
+REJECTED_SCHEMA = {
+    "source": pl.String,
+    "record_id": pl.String,
+    "id_type": pl.String,
+    "scope": pl.String,
+    "id_value": pl.String,
+    "user_id": pl.String,
+    "conflicting_user_id": pl.String,
+    "reason": pl.String,
+}
+BLOCKED_SCHEMA = {
+    "id_type": pl.String,
+    "scope": pl.String,
+    "id_value": pl.String,
+    "reason": pl.String,
+    "records": pl.Int64,
+}
+HASH_TYPES = ("phone_md5", "phone_sha256")
+
+
+@dataclass
+class Resolution:
+    record_map: pl.DataFrame
+    id_map: pl.DataFrame
+    rejected_links: pl.DataFrame
+    blocked_values: pl.DataFrame
+    observations: pl.DataFrame
+    stats: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def tables(self) -> dict[str, pl.DataFrame]:
+        """The five contract tables by their `identity.*` names."""
+        return {
+            "observations": self.observations,
+            "record_map": self.record_map,
+            "id_map": self.id_map,
+            "rejected_links": self.rejected_links,
+            "blocked_values": self.blocked_values,
+        }
+
+
+def user_id_for(anchor: str) -> str:
+    return "u_" + hashlib.sha256(anchor.encode("utf-8")).hexdigest()[:16]
+
+
+def priority_ranks(listed: tuple[str, ...] | list[str], present: list[str]) -> dict[str, int]:
+    """Listed names in their order, then every other present name alphabetically."""
+    ranks = {name: index for index, name in enumerate(listed)}
+    for name in sorted(set(present) - set(ranks)):
+        ranks[name] = len(ranks)
+    return ranks
+
+
+def _dense(*columns: str) -> pl.Expr:
+    """0-based rank of the key in text order; ties (equal keys) share a number."""
+    key = pl.col(columns[0]) if len(columns) == 1 else pl.struct(columns)
+    return (key.rank("dense") - 1).cast(pl.Int64)
+
+
+def _translate_hashed_phones(obs: pl.DataFrame) -> pl.DataFrame:
+    """Adds link_type/link_value: a phone hash that is the hash of a phone seen in plain becomes that phone.
+
+    Translating beats emitting every phone's hashes as extra identities: the graph keeps one node per phone, and
+    a hash nobody has in plain stays a hashed identity that can still link the records carrying it.
+    """
+    obs = obs.with_columns(link_type=pl.col("id_type"), link_value=pl.col("id_value"))
+    is_hashed = pl.col("usable") & pl.col("id_type").is_in(HASH_TYPES)
+    hashed = obs.filter(is_hashed).select("id_type", "id_value")
+    if hashed.height == 0:
+        return obs
+    wanted = set(hashed["id_value"].unique().to_list())
+    hashers = [getattr(hashlib, name.removeprefix("phone_")) for name in sorted(set(hashed["id_type"].unique()))]
+    phones = obs.filter((pl.col("id_type") == "phone") & pl.col("id_value").is_not_null())
+    phones = phones.select("id_value", "unusable_reason").unique(subset="id_value")
+    to_phone, phone_reason = {}, {}
+    for phone, reason in phones.iter_rows():
+        data = phone.encode("ascii")
+        for hasher in hashers:
+            digest = hasher(data).hexdigest()
+            if digest in wanted:
+                to_phone[digest] = phone
+                phone_reason[digest] = reason
+    if not to_phone:
+        return obs
+    # md5 and sha256 digests differ in length, so one mapping serves both types
+    phone = pl.col("id_value").replace_strict(to_phone, default=None, return_dtype=pl.String)
+    translated = is_hashed & phone.is_not_null()
+    return obs.with_columns(
+        link_type=pl.when(translated).then(pl.lit("phone")).otherwise(pl.col("link_type")),
+        link_value=pl.when(translated).then(phone).otherwise(pl.col("link_value")),
+        # the hash of a blocked phone is as blocked as the phone
+        unusable_reason=pl.when(translated)
+        .then(pl.col("id_value").replace_strict(phone_reason, default=None, return_dtype=pl.String))
+        .otherwise(pl.col("unusable_reason")),
+    ).with_columns(usable=pl.col("unusable_reason").is_null())
+
+
+def _shared_keys(links: pl.DataFrame, config: IdentityConfig) -> pl.Series:
+    """`_key`s of non-unique identities seen on records that together hold more than `shared_threshold` values
+    of one unique (type, scope) class: a front-desk phone, a staff member's own number, a shared device."""
+    is_unique = pl.col("link_type").is_in(list(config.unique_types))
+    pairs = links.select("rid", "_key", "link_type", "scope", is_unique.alias("_unique"))
+    pairs = pairs.unique(subset=["rid", "_key"])
+    holders = pairs.filter("_unique").select(
+        "rid", pl.col("_key").alias("_held"), pl.concat_str(["link_type", "scope"], separator="\t").alias("_class")
+    )
+    counts = (
+        pairs.filter(~pl.col("_unique"))
+        .select("rid", "_key")
+        .join(holders, on="rid")
+        .group_by("_key", "_class")
+        .agg(pl.col("_held").n_unique().alias("_values"))
+    )
+    return counts.filter(pl.col("_values") > config.shared_threshold)["_key"].unique()
+
+
+def resolve(observations: pl.DataFrame, config: IdentityConfig | None = None, *, engine: str = "auto") -> Resolution:
+    """Resolve observations (source, record_id, id_type, scope, id_value, observed_at[, strength]) to users.
+
+    engine: "auto" uses numba when installed, "python" forces the interpreted kernel (same results).
+    """
+    if config is None:
+        config = IdentityConfig()
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = now - clock
+        clock = now
+
+    obs = normalize_observations(observations, config)
+    lap("normalize")
+
+    obs = obs.with_columns(rid=_dense("source", "record_id"))
+    records = obs.select("rid", "source", "record_id").filter(pl.col("rid").is_first_distinct()).sort("rid")
+    n_records = records.height
+    obs = _translate_hashed_phones(obs).with_row_index("_row")
+    lap("translate")
+
+    links = obs.filter(pl.col("usable")).select(
+        "_row", "rid", "source", "id_type", "scope", "id_value", "link_type", "link_value", "strength", "observed_at"
+    )
+    links = links.with_columns(_key=_dense("link_type", "scope", "link_value"))
+    shared = _shared_keys(links, config)
+    if len(shared):
+        shared_rows = links.filter(pl.col("_key").is_in(shared.implode()))["_row"]
+        obs = obs.with_columns(
+            unusable_reason=pl.when(pl.col("_row").is_in(shared_rows.implode()))
+            .then(pl.lit("shared"))
+            .otherwise(pl.col("unusable_reason"))
+        ).with_columns(usable=pl.col("unusable_reason").is_null())
+        links = links.filter(~pl.col("_key").is_in(shared.implode()))
+    lap("shared")
+
+    links = links.with_columns(iid=_dense("_key"), oid=_dense("id_type", "scope", "id_value")).drop("_key")
+    first_seen = links.group_by("iid").agg(pl.col("observed_at").min().alias("first_seen"))
+    nodes = (
+        links.select("iid", "link_type", "scope", "link_value")
+        .filter(pl.col("iid").is_first_distinct())
+        .sort("iid")
+        .join(first_seen, on="iid", maintain_order="left")
+    )
+    n_identities = nodes.height
+    observed_keys = links.select("oid", "iid", "id_type", "scope", "id_value")
+    observed_keys = observed_keys.filter(pl.col("oid").is_first_distinct()).sort("oid")
+
+    type_rank = priority_ranks(
+        config.id_type_priority, obs["id_type"].unique().to_list() + obs["link_type"].unique().to_list()
+    )
+    source_rank = priority_ranks(config.source_priority, records["source"].unique().to_list())
+    # rid follows (source, record_id) and oid (id_type, scope, id_value): sorting on them is the textual tie-break
+    # nulls last by an explicit sentinel: polars' nulls_last on a many-key sort is several times slower
+    ordered = (
+        links.select(
+            "rid",
+            "oid",
+            "iid",
+            (pl.col("strength") == "weak").cast(pl.Int8).alias("_strength"),
+            pl.col("id_type").replace_strict(type_rank, return_dtype=pl.Int32).alias("_type"),
+            pl.col("source").replace_strict(source_rank, return_dtype=pl.Int32).alias("_source"),
+            pl.col("observed_at").dt.epoch("us").fill_null(np.iinfo(np.int64).max).alias("_time"),
+        )
+        .sort("_strength", "_type", "_source", "_time", "rid", "oid")
+        .filter(pl.struct("rid", "iid").is_first_distinct())
+        .select("rid", "oid", "iid")
+    )
+
+    nodes = nodes.with_columns(_rank=pl.col("link_type").replace_strict(type_rank, return_dtype=pl.Int32))
+    classes = (
+        nodes.filter(pl.col("link_type").is_in(list(config.unique_types)))
+        .select("_rank", "link_type", "scope")
+        .unique()
+        .sort("_rank", "link_type", "scope")
+        .with_row_index("class_id")
+    )
+    classed = nodes.join(classes.drop("_rank"), on=["link_type", "scope"])
+    node_class = np.full(n_records + n_identities, -1, dtype=np.int64)
+    node_class[n_records + classed["iid"].to_numpy()] = classed["class_id"].to_numpy()
+    lap("order")
+
+    roots, rejected = greedy_union(
+        n_records + n_identities,
+        ordered["rid"].to_numpy(),
+        ordered["iid"].to_numpy() + n_records,
+        node_class,
+        classes.height,
+        engine=engine,
+    )
+    lap("link")
+
+    records = records.with_columns(root=pl.Series(roots[:n_records], dtype=pl.Int64))
+    nodes = nodes.with_columns(root=pl.Series(roots[n_records:], dtype=pl.Int64))
+    # iid follows (type, scope, value), so it stands in for them as the last tie-breaks
+    anchored = (
+        nodes.with_columns(_time=pl.col("first_seen").dt.epoch("us").fill_null(np.iinfo(np.int64).max))
+        .sort("root", "_time", "_rank", "iid")
+        .group_by("root", maintain_order=True)
+        .agg(
+            pl.len().cast(pl.Int64).alias("identities"),
+            pl.concat_str(["link_type", "scope", "link_value"], separator="\t").first().alias("anchor"),
+        )
+    )
+    # a record whose identifiers were all unusable is a cluster on its own
+    bare = records.join(anchored.select("root"), on="root", how="anti").select(
+        "root",
+        pl.lit(0, dtype=pl.Int64).alias("identities"),
+        pl.concat_str(["source", "record_id"], separator="/").alias("anchor"),
+    )
+    users = pl.concat([anchored, bare])
+    users = users.with_columns(user_id=pl.Series([user_id_for(a) for a in users["anchor"]], dtype=pl.String))
+    if users["user_id"].n_unique() != users.height:
+        raise RuntimeError("two clusters hash to one user_id; 64-bit ids should make this practically impossible")
+    root_user = users.select("root", "user_id")
+
+    record_map = records.join(root_user, on="root", maintain_order="left")
+    node_user = nodes.select("iid", "root").join(root_user, on="root", maintain_order="left").drop("root")
+    id_map = observed_keys.join(node_user, on="iid", maintain_order="left").select(list(ID_MAP_SCHEMA))
+
+    rejected_links = (
+        ordered.with_columns(class_id=pl.Series(rejected, dtype=pl.Int64))
+        .filter(pl.col("class_id") >= 0)
+        .join(record_map.select("rid", "source", "record_id", "user_id"), on="rid", maintain_order="left")
+        .join(observed_keys.select("oid", "id_type", "scope", "id_value"), on="oid", maintain_order="left")
+        .join(node_user.rename({"user_id": "conflicting_user_id"}), on="iid", maintain_order="left")
+        .join(
+            classes.select(pl.col("class_id").cast(pl.Int64), pl.col("link_type").alias("_class_type")),
+            on="class_id",
+            maintain_order="left",
+        )
+        .with_columns(reason=pl.concat_str([pl.lit("unique_conflict:"), pl.col("_class_type")]))
+        .select(list(REJECTED_SCHEMA))
+    )
+    record_map = record_map.select(list(RECORD_MAP_SCHEMA))
+
+    blocked_values = (
+        obs.filter(pl.col("unusable_reason").is_in(BLOCK_REASONS))
+        .group_by("id_type", "scope", "id_value", "unusable_reason")
+        .agg(pl.col("rid").n_unique().cast(pl.Int64).alias("records"))
+        .rename({"unusable_reason": "reason"})
+        .sort("id_type", "scope", "id_value", "reason")
+        .select(list(BLOCKED_SCHEMA))
+    )
+
+    sizes = record_map.group_by("user_id").len()
+    with_records = users.join(sizes, on="user_id", how="semi")
+    histogram = with_records.group_by("identities").len().sort("identities")
+    stats = {
+        "records": n_records,
+        "links": ordered.height,
+        "identities": n_identities,
+        "users": sizes.height,
+        "largest_user_size": int(sizes["len"].max() or 0),
+        "users_by_identity_count": {int(k): int(v) for k, v in histogram.iter_rows()},
+        "links_rejected": rejected_links.height,
+        "values_blocked": int((blocked_values["reason"] != "shared").sum()),
+        "values_shared": int((blocked_values["reason"] == "shared").sum()),
+    }
+    lap("outputs")
+    return Resolution(
+        record_map=record_map.cast(RECORD_MAP_SCHEMA),
+        id_map=id_map.cast(ID_MAP_SCHEMA),
+        rejected_links=rejected_links.cast(REJECTED_SCHEMA),
+        blocked_values=blocked_values.cast(BLOCKED_SCHEMA),
+        observations=obs.select(OUTPUT_COLUMNS),
+        stats=stats,
+        timings=timings,
+    )

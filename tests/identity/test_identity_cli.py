@@ -1,0 +1,81 @@
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from identity.cli import main
+
+OBSERVATIONS = """source,record_id,id_type,scope,id_value,observed_at,strength
+oa_followers,wxoa/oA1,openid,wxoa,oA1,2024-01-01 10:00:00,
+oa_followers,wxoa/oA1,unionid,,oU1,2024-01-01 10:00:00,
+mp_logins,000017,unionid,,oU1,2024-01-02 10:00:00,
+mp_logins,000017,phone,,+86 139 1234 5678,2024-01-02 10:00:00,
+crm_members,M1,member_id,demo_crm,M1,2024-01-03 10:00:00,
+crm_members,M1,phone,,13912345678,2024-01-03 10:00:00,strong
+orders,miniprogram_shop/9,phone,,138****5678,,weak
+orders,miniprogram_shop/10,phone,,13800138000,,
+"""
+
+TRUTH = """source,record_id,person_id
+oa_followers,wxoa/oA1,p1
+mp_logins,000017,p1
+crm_members,M1,p1
+orders,miniprogram_shop/9,p1
+orders,miniprogram_shop/10,p2
+"""
+
+
+def test_resolve_then_evaluate(tmp_path, capsys):
+    observations = tmp_path / "obs.csv"
+    observations.write_text(OBSERVATIONS, encoding="utf-8")
+    out = tmp_path / "record_map.csv"
+    out_dir = tmp_path / "tables"
+    assert main(["resolve", "--observations", str(observations), "--out", str(out), "--out-dir", str(out_dir)]) == 0
+    assert "5 records" in capsys.readouterr().out
+
+    record_map = pl.read_csv(out, infer_schema=False)
+    assert record_map.columns == ["source", "record_id", "user_id"]
+    assert "000017" in record_map["record_id"].to_list()  # leading zeros survive
+    assert record_map["user_id"].n_unique() == 3
+    for name in ["observations", "record_map", "id_map", "rejected_links", "blocked_values"]:
+        assert (out_dir / f"{name}.csv").exists()
+    stats = json.loads((out_dir / "stats.json").read_text())
+    assert stats["users"] == 3 and stats["values_blocked"] == 1
+
+    truth = tmp_path / "truth.csv.gz"
+    with gzip.open(truth, "wt", encoding="utf-8") as handle:
+        handle.write(TRUTH)
+    assert main(["evaluate", "--predicted", str(out), "--truth", str(truth), "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["precision"] == 1.0
+    assert scores["recall"] == 0.5  # 3 of the 6 true pairs: the masked-phone order stays apart
+    assert main(["evaluate", "--predicted", str(out), "--truth", str(truth)]) == 0
+    assert "precision 1.0000" in capsys.readouterr().out
+
+
+def test_config_errors_exit_nonzero(tmp_path, capsys):
+    observations = tmp_path / "obs.csv"
+    observations.write_text(OBSERVATIONS, encoding="utf-8")
+    config = tmp_path / "identity.yml"
+    config.write_text("shared_treshold: 2\n", encoding="utf-8")
+    out = tmp_path / "o.csv"
+    code = main(["resolve", "--observations", str(observations), "--out", str(out), "--config", str(config)])
+    assert code == 1
+    assert "shared_treshold" in capsys.readouterr().err
+
+
+def test_installed_entry_point(tmp_path):
+    observations = tmp_path / "obs.csv"
+    observations.write_text(OBSERVATIONS, encoding="utf-8")
+    out = tmp_path / "out.csv"
+    oneid = Path(sys.executable).with_name("oneid")
+    command = [str(oneid)] if oneid.exists() else [sys.executable, "-m", "identity.cli"]
+    completed = subprocess.run(
+        [*command, "resolve", "--observations", str(observations), "--out", str(out)],
+        capture_output=True, text=True, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert pl.read_csv(out).height == 5

@@ -1,0 +1,211 @@
+import hashlib
+
+import polars as pl
+import pytest
+
+from identity import load_config, normalize_observations
+from identity.config import config_from_dict
+
+VALID = "13912345678"
+
+
+def normalize_one(id_type, value, scope="", config=None, **extra):
+    frame = pl.DataFrame(
+        {
+            "source": ["s"],
+            "record_id": ["r"],
+            "id_type": [id_type],
+            "scope": [scope],
+            "id_value": [value],
+            "observed_at": ["2024-05-01 12:00:00"],
+            **{key: [item] for key, item in extra.items()},
+        },
+        schema_overrides={"id_value": pl.String, "scope": pl.String},
+    )
+    return normalize_observations(frame, config or load_config()).row(0, named=True)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected", "reason"),
+    [
+        ("13912345678", VALID, None),
+        ("+8613912345678", VALID, None),
+        ("+86 139 1234 5678", VALID, None),
+        ("86-139-1234-5678", VALID, None),
+        ("8613912345678", VALID, None),
+        ("0086 13912345678", VALID, None),
+        ("139-1234-5678", VALID, None),
+        ("139.1234.5678", VALID, None),
+        ("(+86) 139 1234 5678", VALID, None),
+        ("  13912345678\t", VALID, None),
+        ("１３９１２３４５６７８", VALID, None),  # full-width digits
+        ("＋８６　１３９１２３４５６７８", VALID, None),  # full-width plus and ideographic space
+        ("19912345678", "19912345678", None),
+        ("138****1234", None, "masked"),
+        ("1******6198", None, "masked"),
+        ("##a9Xz3Lq==", None, "ciphertext"),
+        ("$$Zm9vYmFy$$", None, "ciphertext"),
+        ("13800138000", "13800138000", "junk"),
+        ("138-0013-8000", "13800138000", "junk"),
+        ("00000000000", "00000000000", "junk"),
+        ("11111111111", "11111111111", "junk"),
+        ("12345678901", "12345678901", "junk"),
+        ("01234567890", "01234567890", "junk"),
+        ("null", None, "junk"),
+        ("NULL", None, "junk"),
+        ("undefined", None, "junk"),
+        ("-", None, "junk"),
+        ("0", None, "junk"),
+        ("", None, "empty"),
+        ("   ", None, "empty"),
+        (None, None, "empty"),
+        ("1391234567", None, "invalid_phone"),  # 10 digits
+        ("139123456789", None, "invalid_phone"),  # 12 digits
+        ("12912345678", None, "invalid_phone"),  # second digit not 3-9
+        ("4008001234", None, "invalid_phone"),  # a service line, not a mobile
+        ("+85291234567", None, "invalid_phone"),  # Hong Kong
+        ("0571-88886666", None, "invalid_phone"),  # landline
+        ("1391234567x", None, "invalid_phone"),
+    ],
+)
+def test_phone_normalization(raw, expected, reason):
+    row = normalize_one("phone", raw)
+    assert row["unusable_reason"] == reason
+    assert row["usable"] is (reason is None)
+    if reason in (None, "junk") and expected is not None:
+        assert row["id_value"] == expected
+    if reason not in (None, "junk"):
+        assert row["id_value"] is None
+    assert row["raw_value"] == raw
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected", "reason"),
+    [
+        ("  Foo.Bar@Example.COM ", "foo.bar@example.com", None),
+        ("ａｌｉｃｅ＠ｅｘａｍｐｌｅ．ｃｎ", "alice@example.cn", None),
+        ("not-an-email", None, "invalid_email"),
+        ("a@b", None, "invalid_email"),
+        ("undefined", None, "junk"),
+        ("", None, "empty"),
+    ],
+)
+def test_email_normalization(raw, expected, reason):
+    row = normalize_one("email", raw)
+    assert (row["unusable_reason"], row["usable"]) == (reason, reason is None)
+    if reason is None:
+        assert row["id_value"] == expected
+
+
+def test_opaque_ids_are_trimmed_and_keep_case():
+    assert normalize_one("openid", "  oAbC_dEf-123\t", scope="wxapp")["id_value"] == "oAbC_dEf-123"
+    assert normalize_one("unionid", " oU9zXy ")["id_value"] == "oU9zXy"
+    assert normalize_one("member_id", "\t000123", scope="crm")["id_value"] == "000123"
+    assert normalize_one("external_userid", "wmAbC", scope="corp")["id_value"] == "wmAbC"
+    assert normalize_one("buyer_account", "tb_Nick ", scope="taobao")["id_value"] == "tb_Nick"
+
+
+def test_scope_rules():
+    # global types ignore whatever scope a source wrote; scoped types without scope are not identities
+    assert normalize_one("unionid", "oU1", scope="wxapp")["scope"] == ""
+    assert normalize_one("phone", VALID, scope="x")["scope"] == ""
+    row = normalize_one("openid", "oA1", scope="  wxapp ")
+    assert (row["scope"], row["usable"]) == ("wxapp", True)
+    row = normalize_one("openid", "oA1", scope=None)
+    assert (row["usable"], row["unusable_reason"]) == (False, "missing_scope")
+    assert normalize_one("member_id", "M1", scope="")["unusable_reason"] == "missing_scope"
+
+
+def test_hashed_phones():
+    md5 = hashlib.md5(VALID.encode()).hexdigest()
+    sha = hashlib.sha256(VALID.encode()).hexdigest()
+    assert normalize_one("phone_md5", " " + md5.upper() + " ")["id_value"] == md5
+    assert normalize_one("phone_sha256", sha.upper())["id_value"] == sha
+    assert normalize_one("phone_md5", sha)["unusable_reason"] == "invalid_hash"  # wrong length
+    assert normalize_one("phone_sha256", md5)["unusable_reason"] == "invalid_hash"
+    assert normalize_one("phone_md5", "z" * 32)["unusable_reason"] == "invalid_hash"
+    # hashes of junk numbers and of the empty string are junk like the numbers themselves
+    assert normalize_one("phone_md5", hashlib.md5(b"13800138000").hexdigest())["unusable_reason"] == "junk"
+    assert normalize_one("phone_md5", hashlib.md5(b"").hexdigest())["unusable_reason"] == "junk"
+    assert normalize_one("phone_sha256", hashlib.sha256(b"").hexdigest())["unusable_reason"] == "junk"
+
+
+def test_config_blocklist_values_and_patterns():
+    config = config_from_dict(
+        {
+            "blocklist": {
+                "phone": {"values": ["+86 139-1111-2222"], "patterns": [r"1700000\d{4}"]},
+                "openid": {"values": ["oTEST"]},
+            }
+        }
+    )
+    assert normalize_one("phone", "13911112222", config=config)["unusable_reason"] == "blocklist"
+    assert normalize_one("phone", "17000001234", config=config)["unusable_reason"] == "blocklist_pattern"
+    # patterns are anchored to the whole value
+    assert normalize_one("phone", "13917000001", config=config)["usable"] is True
+    assert normalize_one("openid", "oTEST", scope="app", config=config)["unusable_reason"] == "blocklist"
+    assert normalize_one("openid", "otest", scope="app", config=config)["usable"] is True
+    # a blocked phone's hashes are blocked as well
+    md5 = hashlib.md5(b"13911112222").hexdigest()
+    assert normalize_one("phone_md5", md5, config=config)["unusable_reason"] == "blocklist"
+
+
+def test_strength_from_column_then_config_then_strong():
+    config = config_from_dict({"link_strength": {"orders.phone": "weak", "email": "weak"}})
+    frame = pl.DataFrame(
+        {
+            "source": ["orders", "orders", "crm", "crm", "crm"],
+            "record_id": ["1", "1", "2", "2", "2"],
+            "id_type": ["phone", "openid", "phone", "email", "email"],
+            "scope": ["", "app", "", "", ""],
+            "id_value": [VALID, "o1", VALID, "a@b.cn", "a@b.cn"],
+            "observed_at": [None] * 5,
+            "strength": [None, None, None, None, "Strong"],
+        },
+        schema_overrides={"observed_at": pl.Datetime("us")},
+    )
+    out = normalize_observations(frame, config)
+    assert out["strength"].to_list() == ["weak", "strong", "strong", "weak", "strong"]
+    with pytest.raises(ValueError, match="strength"):
+        normalize_observations(frame.with_columns(strength=pl.lit("medium")), config)
+
+
+def test_observed_at_accepts_strings_dates_and_aware_datetimes():
+    base = {"source": ["s"], "record_id": ["r"], "id_type": ["phone"], "scope": [""], "id_value": [VALID]}
+    aware = pl.DataFrame(base).with_columns(
+        observed_at=pl.datetime(2024, 1, 1, 0, 0, 0, time_zone="UTC")
+    )
+    out = normalize_observations(aware)
+    assert out["observed_at"].dtype == pl.Datetime("us")
+    assert str(out["observed_at"][0]) == "2024-01-01 08:00:00"  # China time, naive
+    no_time = normalize_observations(pl.DataFrame(base))
+    assert no_time["observed_at"][0] is None
+    text = normalize_observations(
+        pl.DataFrame({**base, "id_value": [VALID] * 3, "source": ["s"] * 3, "record_id": ["1", "2", "3"],
+                      "id_type": ["phone"] * 3, "scope": [""] * 3,
+                      "observed_at": ["2024-01-02 03:04:05", "2024-01-02", None]})
+    )
+    assert [str(value) for value in text["observed_at"]] == ["2024-01-02 03:04:05", "2024-01-02 00:00:00", "None"]
+    with pytest.raises(ValueError, match="not ISO"):
+        normalize_observations(pl.DataFrame({**base, "observed_at": ["02/01/2024 noon"]}))
+
+
+def test_output_keeps_input_order_and_contract_columns():
+    frame = pl.DataFrame(
+        {
+            "source": ["b", "a", "c"],
+            "record_id": ["2", "1", "3"],
+            "id_type": ["phone", "EMAIL", "openid"],
+            "scope": ["", "", "app"],
+            "id_value": [VALID, "X@Y.COM", "o1"],
+            "observed_at": [None, None, None],
+            "extra": [1, 2, 3],
+        }
+    )
+    out = normalize_observations(frame)
+    assert out.columns == [
+        "source", "record_id", "id_type", "scope", "id_value", "raw_value",
+        "observed_at", "strength", "usable", "unusable_reason",
+    ]
+    assert out["record_id"].to_list() == ["2", "1", "3"]
+    assert out["id_type"].to_list() == ["phone", "email", "openid"]
