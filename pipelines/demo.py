@@ -24,7 +24,7 @@ def run_pipeline() -> bool:
         instance = DagsterInstance.get()
     except Exception:  # no DAGSTER_HOME: the run is still real, just not kept for the UI
         instance = DagsterInstance.ephemeral()
-    result = defs.get_job_def(FULL_RUN_JOB_NAME).execute_in_process(instance=instance, raise_on_error=False)
+    result = defs.resolve_job_def(FULL_RUN_JOB_NAME).execute_in_process(instance=instance, raise_on_error=False)
     return result.success
 
 

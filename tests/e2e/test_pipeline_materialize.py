@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -27,10 +28,16 @@ RAW_TABLES = ["oa_followers", "mp_logins", "wecom_contacts", "orders", "crm_memb
 
 
 def _data_rows(path: Path) -> int:
-    """Rows in an export, counted independently of the ingest code."""
+    """Rows an export should yield, counted independently of the ingest code.
+
+    A WeCom contact yields one row per staff member who added it (the raw table's grain).
+    """
     raw = path.read_bytes()
     if path.suffix == ".jsonl":
-        return sum(1 for line in raw.splitlines() if line.strip())
+        lines = [line for line in raw.splitlines() if line.strip()]
+        if path.parent.name == "wecom_contacts":
+            return sum(max(1, len(json.loads(line).get("follow_user") or [])) for line in lines)
+        return len(lines)
     for encoding in ("utf-8-sig", "gb18030"):
         try:
             text = raw.decode(encoding)

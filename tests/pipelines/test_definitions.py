@@ -61,7 +61,7 @@ def test_no_dbt_source_became_a_stray_asset():
 
 
 def test_full_run_job_and_groups():
-    assert defs.get_job_def(FULL_RUN_JOB_NAME) is not None
+    assert defs.resolve_job_def(FULL_RUN_JOB_NAME) is not None
     graph, _ = _asset_graph()
     groups = {key.path[0]: graph.get(key).group_name for key in graph.get_all_asset_keys()}
     assert groups["raw"] == "ingest"
