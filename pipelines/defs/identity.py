@@ -81,3 +81,6 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
                 }
             )
         yield Output(None, output_name=name, metadata=metadata)
+
+
+identity_checks: list = []
