@@ -24,7 +24,7 @@ $(DAGSTER_HOME)/dagster.yaml:
 
 # dbt's manifest, which Dagster reads to know the dbt models; parsed again whenever models change.
 manifest: setup
-	$(BIN)/dbt parse --quiet --project-dir dbt_project --profiles-dir dbt_project
+	$(BIN)/dbt parse --quiet --project-dir $(CURDIR)/dbt_project --profiles-dir $(CURDIR)/dbt_project
 
 demo: setup manifest $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m pipelines.demo

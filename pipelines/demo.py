@@ -102,6 +102,10 @@ def format_summary(summary: dict, scores: dict | None) -> str:
 
 def main() -> int:
     settings = Settings.from_env()
+    if not settings.landing_dir.is_dir() or not any(p.is_file() for p in settings.landing_dir.rglob("*")):
+        print(f"No export files under {settings.landing_dir}: set ONEID_LANDING_DIR to a landing folder "
+              "(the bundled sample is data/sample/landing).", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     ok = run_pipeline()
     elapsed = time.perf_counter() - started
