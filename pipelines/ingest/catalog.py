@@ -69,6 +69,14 @@ LOAD_LOG_COLUMNS: tuple[tuple[str, str], ...] = (
     ("rows_quarantined", "BIGINT"), ("message", V), ("loaded_at", TS),
 )
 
+# Ingest's own bookkeeping, not data: a file being loaded in several commits (large files are committed
+# block by block so that DuckDB does not hold the whole file in memory) has a row here until its load_log
+# row commits. A row left behind by a crash tells the next run which partial rows to delete first.
+INFLIGHT_TABLE = f"{RAW_SCHEMA}._ingest_inflight"
+INFLIGHT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("source", V), ("source_file", V), ("file_hash", V), ("started_at", TS),
+)
+
 ORDER_STATUSES: tuple[str, ...] = ("unpaid", "paid", "partially_refunded", "refunded", "cancelled")
 
 
@@ -95,4 +103,5 @@ def ddl() -> list[str]:
     statements += [_create(raw_table(s), table_columns(s)) for s in CANONICAL_SOURCES]
     statements.append(_create(f"{RAW_SCHEMA}.quarantine", QUARANTINE_COLUMNS))
     statements.append(_create(f"{RAW_SCHEMA}.load_log", LOAD_LOG_COLUMNS))
+    statements.append(_create(INFLIGHT_TABLE, INFLIGHT_COLUMNS))
     return statements

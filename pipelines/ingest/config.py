@@ -54,6 +54,7 @@ class Rule:
     """One `when: ... then: ...` entry of a derived field; conditions are ANDed."""
 
     then: str | None
+    then_field: str | None = None  # `then: {field: paid_amount}`: the value of another field
     equals: tuple[tuple[str, tuple[str | None, ...]], ...] = ()
     has: tuple[str, ...] = ()
     lacks: tuple[str, ...] = ()
@@ -76,10 +77,22 @@ class FieldSpec:
     mapping: tuple[tuple[str, str | None], ...] | None = None
     unmapped: str = "quarantine"
     rules: tuple[Rule, ...] | None = None
+    # `from: [A, B]`: the first non-empty of these export columns (Youzan 收货人手机号 / 提货人手机号).
+    alternatives: tuple[str, ...] = ()
 
     @property
     def derived(self) -> bool:
         return self.rules is not None
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Every export column / JSON path this field reads, first choice first."""
+        return ((self.source,) if self.source else ()) + self.alternatives
+
+    @property
+    def helper(self) -> bool:
+        """`_name` fields are read and usable in rules but not stored (Douyin 售后状态)."""
+        return self.name.startswith("_")
 
 
 @dataclass(frozen=True)
@@ -107,6 +120,11 @@ class Layout:
     null_values: tuple[str, ...] = ()
     checks: tuple[Check, ...] = ()
     description: str = ""
+    # Groups of fields of which each row needs at least one (a referral side known by openid OR unionid).
+    require_any: tuple[tuple[str, ...], ...] = ()
+    # What a JSON record whose exploded list is empty or absent yields: `skip` (a last, empty API page)
+    # or `quarantine` (one row with empty list fields, so `required` flags it: a WeCom contact with no staff).
+    empty_list: str = "skip"
 
     @property
     def family(self) -> str:
@@ -118,22 +136,29 @@ class Layout:
     @property
     def input_paths(self) -> tuple[str, ...]:
         """Every export column / JSON path the layout reads, in declaration order, without repeats."""
-        paths = [f.source for f in self.fields if f.source] + [c.source for c in self.checks]
+        paths = [p for f in self.fields for p in f.sources] + [c.source for c in self.checks]
         return tuple(dict.fromkeys(paths))
 
     @property
-    def match_columns(self) -> tuple[str, ...]:
-        """Columns a file must have for this layout to be chosen.
+    def match_groups(self) -> tuple[tuple[str, ...], ...]:
+        """What a file must have for this layout to be chosen: one column / path of every group.
 
-        Tabular files must carry every declared column (unless marked `optional`); JSON records omit
-        keys freely (an unfollowed OA user is just `subscribe` + `openid`), so only required paths count.
+        Tabular files must carry every declared column (unless marked `optional`; `from: [A, B]` needs
+        one of them); JSON records omit keys freely (an unfollowed OA user is just `subscribe` + `openid`),
+        so only required paths count. A `require_any` group needs one column of any of its fields.
         """
         if self.family == "tabular":
-            cols = [f.source for f in self.fields if f.source and not f.optional_column]
-            cols += [c.source for c in self.checks]
+            groups = [f.sources for f in self.fields if f.sources and not f.optional_column]
+            groups += [(c.source,) for c in self.checks]
         else:
-            cols = [f.source for f in self.fields if f.source and f.required and not f.optional_column]
-        return tuple(dict.fromkeys(cols))
+            groups = [f.sources for f in self.fields if f.sources and f.required and not f.optional_column]
+        for names in self.require_any:
+            groups.append(tuple(p for n in names for p in self.field(n).sources))  # type: ignore[union-attr]
+        return tuple(dict.fromkeys(g for g in groups if g))
+
+    @property
+    def match_columns(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(p for g in self.match_groups for p in g))
 
 
 @dataclass(frozen=True)
@@ -211,9 +236,11 @@ _TEMPLATE_REF = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 LAYOUT_KEYS = {
     "source", "format", "encoding", "separator", "quote_char", "skip_rows", "sheet", "records_path",
     "null_values", "amount_unit", "time_format", "date_format", "timezone", "record_id", "fields", "checks",
-    "description",
+    "description", "require_any", "empty_list",
 }
-FIELD_KEYS = {"from", "required", "optional", "default", "unit", "format", "timezone", "map", "unmapped", "rules"}
+FIELD_KEYS = {
+    "from", "required", "optional", "default", "unit", "format", "timezone", "map", "unmapped", "rules", "value",
+}
 
 
 def parse_layouts(doc: Mapping, where: str = "layouts.yml") -> dict[str, Layout]:
@@ -252,20 +279,38 @@ def _parse_layout(name: str, spec: Any, where: str) -> Layout:
     fields = []
     for fname, fspec in raw_fields.items():
         fwhere = f"{where}.fields.{fname}"
-        if fname not in columns:
-            raise ConfigError(f"{fwhere}: raw.{source} has no column {fname!r}; columns: {list(columns)}")
-        fields.append(_parse_field(fname, KIND_BY_SQL_TYPE[columns[fname]], fspec, layout_defaults, fwhere))
+        if str(fname).startswith("_"):
+            kind = "string"  # a helper: read for the rules, not stored
+        elif fname not in columns:
+            raise ConfigError(f"{fwhere}: raw.{source} has no column {fname!r}; columns: {list(columns)} "
+                              f"(name a helper field `_{fname}` to use an export column in rules only)")
+        else:
+            kind = KIND_BY_SQL_TYPE[columns[fname]]
+        fields.append(_parse_field(str(fname), kind, fspec, layout_defaults, fwhere))
     names = {f.name for f in fields}
+    order = [f.name for f in fields]
 
     for f in fields:
         for rule in f.rules or ():
             for ref in [k for k, _ in rule.equals] + list(rule.has) + list(rule.lacks):
                 if ref not in names:
                     raise ConfigError(f"{where}.fields.{f.name}.rules: refers to {ref!r}, not a field of this layout")
+            if rule.then_field is not None:
+                ref = layout_field = rule.then_field
+                if ref not in names:
+                    raise ConfigError(f"{where}.fields.{f.name}.rules: `then: {{field: {ref}}}` is not a field of this layout")
+                if f.kind != next(x.kind for x in fields if x.name == layout_field):
+                    raise ConfigError(f"{where}.fields.{f.name}.rules: `then: {{field: {ref}}}` has another type")
+            implicit = ["paid_amount", "refunded_amount"] if rule.refund else []
+            for ref in [k for k, _ in rule.equals] + list(rule.has) + list(rule.lacks) + [rule.then_field] + implicit:
+                other = next((x for x in fields if x.name == ref), None)
+                if other is not None and other.derived and order.index(other.name) > order.index(f.name):
+                    raise ConfigError(f"{where}.fields.{f.name}.rules: refers to {ref!r}, which is derived later; "
+                                      "declare it first")
             if rule.refund and not {"paid_amount", "refunded_amount"} <= names:
                 raise ConfigError(f"{where}.fields.{f.name}.rules: `refund` needs paid_amount and refunded_amount")
         if f.name == "order_status" and f.rules is not None:
-            bad = [r.then for r in f.rules if r.then not in ORDER_STATUSES]
+            bad = [r.then for r in f.rules if r.then not in ORDER_STATUSES or r.then_field]
             if bad:
                 raise ConfigError(f"{where}.fields.order_status: {bad} not canonical; one of {list(ORDER_STATUSES)}")
         if f.name == "order_status" and f.mapping is not None:
@@ -280,6 +325,19 @@ def _parse_layout(name: str, spec: Any, where: str) -> Layout:
         if ref not in columns:
             raise ConfigError(f"{where}.record_id: {{{ref}}} is not a column of raw.{source}")
 
+    require_any = []
+    for i, group in enumerate(spec.get("require_any") or []):
+        gwhere = f"{where}.require_any[{i}]"
+        group = _as_str_tuple(group, gwhere)
+        if len(group) < 2 or any(n not in names for n in group):
+            raise ConfigError(f"{gwhere}: a list of two or more fields of this layout, got {list(group)}")
+        if any(not next(x for x in fields if x.name == n).sources for n in group):
+            raise ConfigError(f"{gwhere}: every field must be read from the export (`from`)")
+        require_any.append(group)
+    empty_list = spec.get("empty_list", "skip")
+    if empty_list not in ("skip", "quarantine"):
+        raise ConfigError(f"{where}.empty_list: one of skip, quarantine")
+
     checks = []
     for i, c in enumerate(spec.get("checks") or []):
         cwhere = f"{where}.checks[{i}]"
@@ -291,10 +349,10 @@ def _parse_layout(name: str, spec: Any, where: str) -> Layout:
 
     family = FORMAT_FAMILY[fmt]
     for f in fields:
-        if f.source and family == "tabular" and ("[]" in f.source):
+        if family == "tabular" and any("[]" in p for p in f.sources):
             raise ConfigError(f"{where}.fields.{f.name}: `[]` list paths only make sense for JSON layouts")
     if family != "tabular":
-        _check_json_paths([f.source for f in fields if f.source] + [c.source for c in checks], where)
+        _check_json_paths([p for f in fields for p in f.sources] + [c.source for c in checks], where)
 
     separator = spec.get("separator", ",")
     if separator == "\\t":
@@ -325,6 +383,8 @@ def _parse_layout(name: str, spec: Any, where: str) -> Layout:
         null_values=_as_str_tuple(spec.get("null_values"), f"{where}.null_values"),
         checks=tuple(checks),
         description=str(spec.get("description") or ""),
+        require_any=tuple(require_any),
+        empty_list=empty_list,
     )
 
 
@@ -336,15 +396,27 @@ def _check_timezone(tz: str, where: str) -> None:
 
 
 def _parse_field(name: str, kind: str, spec: Any, defaults: dict, where: str) -> FieldSpec:
-    if isinstance(spec, str):
+    if isinstance(spec, (str, list)):
         spec = {"from": spec}
     if not isinstance(spec, dict):
-        raise ConfigError(f"{where}: expected an export column name or a mapping")
+        raise ConfigError(f"{where}: expected an export column name (or a list of them) or a mapping")
     _known_keys(spec, FIELD_KEYS, where)
     source = spec.get("from")
     rules = spec.get("rules")
+    if "value" in spec:
+        # A constant: a user/get page lists followers only, so every openid on it has subscribe = 1.
+        if source is not None or rules is not None:
+            raise ConfigError(f"{where}: `value` (a constant) excludes `from` and `rules`")
+        rules = [{"then": spec["value"]}]
     if (source is None) == (rules is None):
-        raise ConfigError(f"{where}: give exactly one of `from` (export column) or `rules` (derived value)")
+        raise ConfigError(f"{where}: give exactly one of `from` (export column), `rules` (derived value) "
+                          "or `value` (a constant)")
+    alternatives: tuple[str, ...] = ()
+    if isinstance(source, list):
+        names = _as_str_tuple(source, f"{where}.from")
+        if not names:
+            raise ConfigError(f"{where}.from: an empty list")
+        source, alternatives = names[0], names[1:]
 
     unit = spec.get("unit", defaults["unit"]) if kind == "amount" else None
     if kind == "amount" and unit not in ("yuan", "fen"):
@@ -394,6 +466,7 @@ def _parse_field(name: str, kind: str, spec: Any, defaults: dict, where: str) ->
         mapping=mapping,
         unmapped=unmapped,
         rules=parsed_rules,
+        alternatives=alternatives,
     )
 
 
@@ -418,7 +491,13 @@ def _parse_rule(spec: Any, where: str) -> Rule:
             values = value if isinstance(value, list) else [value]
             equals.append((str(key), tuple(None if v is None else str(v) for v in values)))
     then = spec["then"]
-    return Rule(then=None if then is None else str(then), equals=tuple(equals), has=has, lacks=lacks, refund=refund)
+    then_field = None
+    if isinstance(then, dict):
+        if set(then) != {"field"}:
+            raise ConfigError(f"{where}.then: a value, or {{field: <name>}} for another field's value")
+        then_field, then = str(then["field"]), None
+    return Rule(then=None if then is None else str(then), then_field=then_field, equals=tuple(equals), has=has,
+                lacks=lacks, refund=refund)
 
 
 def split_json_path(path: str) -> list[tuple[str, bool]]:
@@ -434,7 +513,8 @@ def split_json_path(path: str) -> list[tuple[str, bool]]:
 
 
 def _check_json_paths(paths: list[str], where: str) -> None:
-    lists = set()
+    lists: set[str] = set()
+    kinds: dict[str, bool] = {}  # dotted key -> is it a list to explode
     leaves, parents = set(), set()
     for p in paths:
         try:
@@ -445,11 +525,10 @@ def _check_json_paths(paths: list[str], where: str) -> None:
         for i, (key, is_list) in enumerate(segs):
             prefix.append(key)
             dotted = ".".join(prefix)
+            if kinds.setdefault(dotted, is_list) != is_list:
+                raise ConfigError(f"{where}: {dotted!r} is exploded (`[]`) in one path and not in another")
             if is_list:
-                if i > 0:
-                    raise ConfigError(f"{where}: {p!r}: only a top-level list can be exploded")
-                if i == len(segs) - 1:
-                    raise ConfigError(f"{where}: {p!r}: `[]` must be followed by a key (write `{key}` for JSON text)")
+                # `list[].key` explodes a list of objects; `data.openid[]` a list of plain values.
                 lists.add(dotted)
             if i < len(segs) - 1:
                 parents.add(dotted)

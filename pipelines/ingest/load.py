@@ -1,9 +1,11 @@
 """Loading landing files into the DuckDB `raw` schema.
 
-One file = one transaction: its good rows, its quarantine entries and its load_log row commit together
-or not at all, so a crash mid-run never leaves half a file behind and a re-run picks up exactly the
-files that are not in load_log yet. Identity is the sha256 of the bytes, not the name: exports get
-renamed, copied and re-dropped, and loading the same bytes twice would double every order.
+A file loads all-or-nothing: its good rows, its quarantine entries and its load_log row are either all
+there or none are. A small file is one transaction. A large one is streamed in blocks and committed block
+by block (DuckDB keeps an open transaction's rows in memory), with an inflight marker that makes a failure
+delete what was committed and lets the next run clean up after a crash; load_log says `loaded` last.
+Identity is the sha256 of the bytes, not the name: exports get renamed, copied and re-dropped, and loading
+the same bytes twice would double every order.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from zoneinfo import ZoneInfo
 import duckdb
 import polars as pl
 
-from .catalog import LOAD_LOG_COLUMNS, QUARANTINE_COLUMNS, RAW_SCHEMA, ddl, raw_table, table_columns
+from .catalog import (
+    INFLIGHT_TABLE, LOAD_LOG_COLUMNS, QUARANTINE_COLUMNS, RAW_SCHEMA, ddl, raw_table, table_columns,
+)
 from .config import SUFFIX_FAMILY, IngestConfig, LandingFolder, Layout
 from .readers import ReadResult, RejectFile, read_json, read_tabular
 from .report import FileResult, SourceReport
@@ -29,6 +33,8 @@ from .transform import QUARANTINE_SCHEMA, transform
 
 _SHANGHAI = ZoneInfo("Asia/Shanghai")
 CHUNK_ROWS = 250_000
+ROW_GROUP_ROWS = 122_880  # DuckDB's row group: commit whole ones, partial ones compress worse
+COMMIT_ROWS = 4 * ROW_GROUP_ROWS  # ~490k rows: larger commits are faster, smaller ones use less memory
 
 
 class _TransformFailed(Exception):
@@ -119,12 +125,21 @@ def _reject(con, source: str, rel: str, file_hash: str, message: str, encoding: 
     return FileResult(rel, file_hash, layout, "rejected", 0, 0, message, encoding, logged)
 
 
-def parse_file(data: bytes, name: str, folder: LandingFolder, config: IngestConfig) -> ReadResult:
-    """Decode, parse and pick the layout of one file's bytes (no database involved)."""
-    suffix, compressed = _effective_suffix(name)
+def parse_file(path: Path, folder: LandingFolder, config: IngestConfig, name: str | None = None) -> ReadResult:
+    """Decode, parse and pick the layout of one file (no database involved).
+
+    Only the first block is parsed here; the returned ``batches`` parse the rest as they are consumed.
+    """
+    path = Path(path)
+    suffix, compressed = _effective_suffix(name or path.name)
+
+    def open_stream():
+        return gzip.open(path, "rb") if compressed else open(path, "rb")
+
     if compressed:
         try:
-            data = gzip.decompress(data)
+            with open_stream() as fh:
+                fh.read(1)
         except (OSError, EOFError) as e:
             raise RejectFile(f"cannot gunzip: {e}") from None
     family = SUFFIX_FAMILY.get(suffix)
@@ -136,9 +151,20 @@ def parse_file(data: bytes, name: str, folder: LandingFolder, config: IngestConf
             f"no layout allowed in {folder.name}/ reads {suffix or 'extension-less'} files "
             f"(this folder takes {', '.join(accepted)})"
         )
-    if family == "tabular":
-        return read_tabular(data, suffix, candidates, folder.name)
-    return read_json(data, suffix, candidates, folder.name)
+    try:
+        if family == "tabular":
+            return read_tabular(open_stream, suffix, candidates, folder.name, CHUNK_ROWS)
+        return read_json(open_stream, suffix, candidates, folder.name)
+    except (OSError, EOFError) as e:  # a truncated .gz shows up while reading
+        raise RejectFile(f"cannot read: {type(e).__name__}: {e}") from None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def ingest_file(
@@ -158,8 +184,7 @@ def _ingest_file(con, path: Path, landing_dir: Path, folder: LandingFolder, conf
     source = folder.source
     # abspath, not resolve(): a symlinked export must keep its landing-folder name, not its target's.
     rel = Path(os.path.abspath(path)).relative_to(os.path.abspath(landing_dir)).as_posix()
-    data = Path(path).read_bytes()
-    file_hash = hashlib.sha256(data).hexdigest()
+    file_hash = _sha256(Path(path))
 
     # fetchall (not fetchone) so no result stays pending on the connection when a transaction begins.
     prior = con.execute(
@@ -184,12 +209,11 @@ def _ingest_file(con, path: Path, landing_dir: Path, folder: LandingFolder, conf
         return FileResult(rel, file_hash, None, "duplicate", 0, 0, message, None, logged)
 
     try:
-        read = parse_file(data, path.name, folder, config)
+        read = parse_file(path, folder, config)
     except RejectFile as e:
         return _reject(con, source, rel, file_hash, f"{rel}: {e}")
     except Exception as e:  # an unexpected parser failure must not stop the other files
         return _reject(con, source, rel, file_hash, f"{rel}: {type(e).__name__}: {e}")
-    del data  # the bytes can be as large as the frame; no need to hold both through the insert
 
     layout = read.layout
     scope = dict(folder.scope)
@@ -202,49 +226,141 @@ def _ingest_file(con, path: Path, landing_dir: Path, folder: LandingFolder, conf
         pl.lit(loaded_at, pl.Datetime("us")).alias("_loaded_at"),
     ]
     table, columns = raw_table(source), [c for c, _ in table_columns(source)]
-    quarantine_parts = [
-        pl.DataFrame([dict(zip(QUARANTINE_SCHEMA, p)) for p in read.problems], schema=QUARANTINE_SCHEMA)
+    q_columns = [c for c, _ in QUARANTINE_COLUMNS]
+    q_values = [
+        pl.lit(source, pl.String).alias("source"),
+        pl.lit(rel, pl.String).alias("source_file"),
+        pl.lit(file_hash, pl.String).alias("file_hash"),
+        pl.lit(loaded_at, pl.Datetime("us")).alias("loaded_at"),
     ]
-    rows_loaded = 0
+    rows_loaded = rows_quarantined = 0
+    first_problem = None
+    inflight = False
+    pending: list[pl.DataFrame] = []  # typed rows not inserted yet
+    pending_rows = 0
+
+    def flush(final: bool) -> None:
+        """Insert pending rows; mid-file, only whole DuckDB row groups, then commit and checkpoint."""
+        nonlocal inflight, pending, pending_rows
+        if not pending:
+            return
+        rows = pl.concat(pending, how="vertical") if len(pending) > 1 else pending[0]
+        keep = rows.height if final else rows.height - rows.height % ROW_GROUP_ROWS
+        _insert_frame(con, table, rows.slice(0, keep), columns)
+        pending = [rows.slice(keep)] if keep < rows.height else []
+        pending_rows = rows.height - keep
+        if final:
+            return
+        if not inflight:
+            con.execute(f"INSERT INTO {INFLIGHT_TABLE} VALUES (?, ?, ?, ?)", [source, rel, file_hash, loaded_at])
+            inflight = True
+        con.commit()
+        _checkpoint(con)
+        con.begin()
 
     con.begin()
     try:
-        # Chunks bound peak memory (cleaned and typed copies of a whole 1M-row export would triple it);
-        # they all commit together with the load_log row, so a file still loads all-or-nothing.
-        for offset in range(0, read.frame.height, CHUNK_ROWS):
-            chunk = read.frame.slice(offset, CHUNK_ROWS)
-            try:
-                result = transform(chunk, layout, scope)
-            except Exception as e:
-                raise _TransformFailed(f"{rel}: {type(e).__name__}: {e}") from e
-            _insert_frame(con, table, result.rows.with_columns(load_values), columns)
-            rows_loaded += result.rows.height
-            quarantine_parts.append(result.quarantine)
-        quarantine = pl.concat(quarantine_parts).sort("row_number", maintain_order=True)
-        rows_quarantined = int(quarantine["row_number"].n_unique()) if quarantine.height else 0
+        # The reader hands out bounded batches (16 MB blocks of the file), each typed in chunks. Rows are
+        # inserted COMMIT_ROWS at a time (whole DuckDB row groups). A small file is one transaction. A
+        # larger one is committed and checkpointed every COMMIT_ROWS, because DuckDB keeps what a
+        # transaction appended, and what is not checkpointed yet, in memory: one transaction per 4 GB file
+        # would hold the file. The file stays all-or-nothing all the same: an inflight marker commits with
+        # the first rows, any failure deletes what was committed, a crash leaves the marker for the next run
+        # to clean up (recover_inflight), and load_log says `loaded` only at the end.
+        for batch in read.batches:
+            quarantine_parts = []
+            if batch.problems:
+                quarantine_parts.append(pl.DataFrame([dict(zip(QUARANTINE_SCHEMA, p)) for p in batch.problems],
+                                                     schema=QUARANTINE_SCHEMA, orient="row"))
+            for offset in range(0, batch.frame.height, CHUNK_ROWS):
+                chunk = batch.frame.slice(offset, CHUNK_ROWS)
+                try:
+                    result = transform(chunk, layout, scope)
+                except Exception as e:
+                    raise _TransformFailed(f"{rel}: {type(e).__name__}: {e}") from e
+                if result.rows.height:
+                    pending.append(result.rows.with_columns(load_values))
+                    pending_rows += result.rows.height
+                rows_loaded += result.rows.height
+                if result.quarantine.height:
+                    quarantine_parts.append(result.quarantine)
+            if quarantine_parts:
+                # Batches cover disjoint rows in file order: per-batch counts add up, the first batch's
+                # first entry is the file's first problem.
+                quarantine = pl.concat(quarantine_parts).sort("row_number", maintain_order=True)
+                rows_quarantined += int(quarantine["row_number"].n_unique())
+                if first_problem is None:
+                    first_problem = quarantine.row(0, named=True)
+                _insert_frame(con, f"{RAW_SCHEMA}.quarantine", quarantine.with_columns(q_values), q_columns)
+            if pending_rows >= COMMIT_ROWS:
+                flush(final=False)
+        flush(final=True)
         message = f"{rows_loaded} rows loaded"
         if rows_quarantined:
-            first = quarantine.row(0, named=True)
+            first = first_problem
             message += (
                 f", {rows_quarantined} rows quarantined (first: row {first['row_number']}"
                 f"{', column ' + first['column_name'] if first['column_name'] else ''}: {first['reason']})"
             )
-        quarantine = quarantine.with_columns(
-            pl.lit(source, pl.String).alias("source"),
-            pl.lit(rel, pl.String).alias("source_file"),
-            pl.lit(file_hash, pl.String).alias("file_hash"),
-            pl.lit(loaded_at, pl.Datetime("us")).alias("loaded_at"),
-        )
-        _insert_frame(con, f"{RAW_SCHEMA}.quarantine", quarantine, [c for c, _ in QUARANTINE_COLUMNS])
         _insert_log(con, source, rel, file_hash, layout.name, "loaded", rows_loaded, rows_quarantined, message, loaded_at)
+        if inflight:
+            con.execute(f"DELETE FROM {INFLIGHT_TABLE} WHERE file_hash = ? AND source_file = ?", [file_hash, rel])
         con.commit()
-    except _TransformFailed as e:
+        if inflight:
+            _checkpoint(con)
+    except (RejectFile, _TransformFailed) as e:
         con.rollback()
-        return _reject(con, source, rel, file_hash, str(e), read.encoding, layout.name)
+        if inflight:
+            _delete_partial(con, source, rel, file_hash)
+        msg = f"{rel}: {e}" if isinstance(e, RejectFile) else str(e)
+        return _reject(con, source, rel, file_hash, msg, read.encoding, layout.name)
+    except BaseException:
+        con.rollback()
+        if inflight:
+            try:
+                _delete_partial(con, source, rel, file_hash)
+            except Exception:
+                pass  # the marker stays; the next run deletes the partial rows before loading anything
+        raise
+    return FileResult(rel, file_hash, layout.name, "loaded", rows_loaded, rows_quarantined, message, read.encoding)
+
+
+def _checkpoint(con) -> None:
+    """Checkpoint after each committed block of a large file.
+
+    DuckDB writes a big append straight to the database file but finishes it (merging the row groups)
+    at the next checkpoint, reading back everything appended since the last one: left to the automatic
+    checkpoint, a 4M-row file costs ~2 GB at its last commit. Checkpointing per block keeps that bounded.
+    Skipped, not fatal, when the database cannot checkpoint right now (another open transaction).
+    """
+    try:
+        con.execute("CHECKPOINT")
+    except duckdb.Error:
+        pass
+
+
+def _delete_partial(con, source: str, rel: str, file_hash: str) -> None:
+    """Delete the committed rows of a file whose load did not finish, and its inflight marker."""
+    con.begin()
+    try:
+        con.execute(f"DELETE FROM {raw_table(source)} WHERE _file_hash = ? AND _source_file = ?", [file_hash, rel])
+        con.execute(f"DELETE FROM {RAW_SCHEMA}.quarantine WHERE file_hash = ? AND source_file = ? AND source = ?",
+                    [file_hash, rel, source])
+        con.execute(f"DELETE FROM {INFLIGHT_TABLE} WHERE file_hash = ? AND source_file = ?", [file_hash, rel])
+        con.commit()
     except BaseException:
         con.rollback()
         raise
-    return FileResult(rel, file_hash, layout.name, "loaded", rows_loaded, rows_quarantined, message, read.encoding)
+
+
+def recover_inflight(con: duckdb.DuckDBPyConnection, source: str) -> list[str]:
+    """Delete what an interrupted load of ``raw.<source>`` left behind; returns the files cleaned up."""
+    left = con.execute(
+        f"SELECT source_file, file_hash FROM {INFLIGHT_TABLE} WHERE source = ? ORDER BY started_at", [source]
+    ).fetchall()
+    for rel, file_hash in left:
+        _delete_partial(con, source, rel, file_hash)
+    return [rel for rel, _ in left]
 
 
 def ingest_source(
@@ -258,6 +374,7 @@ def ingest_source(
     Idempotent: files whose bytes are already in ``raw.load_log`` as loaded add no rows.
     """
     ensure_schema(con)
+    recover_inflight(con, source)
     landing_dir = Path(landing_dir)
     folders = config.folders_for(source)
     report = SourceReport(source=source, table=raw_table(source), folders=[f.name for f in folders])

@@ -177,9 +177,12 @@ def transform(frame: pl.DataFrame, layout: Layout, scope: dict[str, str]) -> Tra
 
     # Pass 2: typed values and per-field errors.
     exprs: list[pl.Expr] = []
-    errors: list[tuple[str, str | None, str | None]] = []  # (error column, reported column name, raw slot)
+    # (error column, reported column name, raw slots whose first non-empty value is reported)
+    errors: list[tuple[str, str | None, tuple[str, ...]]] = []
     for f in base:
-        c = pl.col(f"__c{slot[f.source]}")
+        srcs = f.sources
+        cleaned = [pl.col(f"__c{slot[p]}") for p in srcs]
+        c = pl.coalesce(cleaned) if len(cleaned) > 1 else cleaned[0]
         if f.default is not None:
             c = c.fill_null(pl.lit(f.default))
         map_err = None
@@ -206,37 +209,58 @@ def transform(frame: pl.DataFrame, layout: Layout, scope: dict[str, str]) -> Tra
         if err_parts:
             err = pl.coalesce(err_parts) if len(err_parts) > 1 else err_parts[0]
             exprs.append(err.cast(pl.String).alias(f"__e_{f.name}"))
-            errors.append((f"__e_{f.name}", f.source, slot[f.source]))
+            errors.append((f"__e_{f.name}", " / ".join(srcs), tuple(slot[p] for p in srcs)))
     for i, check in enumerate(layout.checks):
         c = pl.col(f"__c{slot[check.source]}")
         exprs.append(pl.when(c.is_not_null() & ~c.is_in(list(check.allowed))).then(pl.lit(check.reason)).alias(f"__e_check{i}"))
-        errors.append((f"__e_check{i}", check.source, slot[check.source]))
+        errors.append((f"__e_check{i}", check.source, (slot[check.source],)))
     lf = lf.with_columns(exprs)
     have |= {f.name for f in base} | {e for e, _, _ in errors}
+
+    # A row needs one field of each `require_any` group (a referral side: openid or unionid).
+    group_exprs = []
+    for i, group in enumerate(layout.require_any):
+        srcs = [p for n in group for p in layout.field(n).sources]  # type: ignore[union-attr]
+        group_exprs.append(
+            pl.when(pl.all_horizontal([pl.col(n).is_null() for n in group]))
+            .then(pl.lit(f"missing required value (needs one of {', '.join(group)})")).alias(f"__e_any{i}")
+        )
+        errors.append((f"__e_any{i}", " / ".join(srcs), tuple(slot[p] for p in srcs)))
+    if group_exprs:
+        lf = lf.with_columns(group_exprs)
 
     # Scope values for columns the export does not carry at all (the OA appid, the platform, ...).
     mapped_names = {f.name for f in layout.fields}
     lf = lf.with_columns(pl.lit(v, pl.String).alias(k) for k, v in scope.items() if k not in mapped_names)
     have |= set(scope)
 
-    # Pass 3: derived fields (order_status from raw_status, payment and refund), first matching rule wins.
+    # Pass 3: derived fields (order_status from raw_status, payment and refund), first matching rule wins,
+    # in declaration order (a derived refunded_amount is there for the order_status rules after it).
     for f in derived:
         assert f.rules is not None
         conds = [_rule_condition(r) for r in f.rules]
-        value = pl.when(conds[0]).then(pl.lit(f.rules[0].then, pl.String))
-        for cond, rule in zip(conds[1:], f.rules[1:]):
-            value = value.when(cond).then(pl.lit(rule.then, pl.String))
-        value = value.otherwise(pl.lit(None, pl.String))
+        thens = [
+            pl.col(r.then_field).cast(DTYPES[f.kind]) if r.then_field
+            else _typed(pl.lit(r.then, pl.String), f)[0].cast(DTYPES[f.kind])
+            for r in f.rules
+        ]
+        value = pl.when(conds[0]).then(thens[0])
+        for cond, then in zip(conds[1:], thens[1:]):
+            value = value.when(cond).then(then)
+        value = value.otherwise(pl.lit(None, DTYPES[f.kind]))
         refs = list(dict.fromkeys(n for r in f.rules for n, _ in r.equals))
+        lf = lf.with_columns(value.alias(f.name))
+        have.add(f.name)
+        if all(not (r.equals or r.has or r.lacks or r.refund) for r in f.rules[-1:]):
+            continue  # the last rule always matches (a constant): nothing to quarantine
         # Only blame the rules when their inputs were fine; otherwise the input's own error says it.
         inputs_ok = pl.all_horizontal([pl.col(f"__e_{n}").is_null() for n in refs if f"__e_{n}" in have] or [pl.lit(True)])
         err = pl.when(~pl.any_horizontal(conds) & inputs_ok).then(pl.lit(f"no {f.name} rule matches this value"))
         ref_field = layout.field(refs[0]) if refs else None
-        report_col = ref_field.source if ref_field is not None and ref_field.source else f.name
-        raw_slot = slot.get(report_col)
-        lf = lf.with_columns(value.alias(f.name), err.alias(f"__e_{f.name}"))
-        have |= {f.name, f"__e_{f.name}"}
-        errors.append((f"__e_{f.name}", report_col, raw_slot))
+        report_srcs = ref_field.sources if ref_field is not None and ref_field.sources else ()
+        lf = lf.with_columns(err.alias(f"__e_{f.name}"))
+        have.add(f"__e_{f.name}")
+        errors.append((f"__e_{f.name}", " / ".join(report_srcs) or f.name, tuple(slot[p] for p in report_srcs)))
 
     # record_id from the template, e.g. "{platform}/{order_id}".
     parts: list[pl.Expr] = []
@@ -257,6 +281,12 @@ def transform(frame: pl.DataFrame, layout: Layout, scope: dict[str, str]) -> Tra
     select_rows = [pl.col("record_id"), *out_cols, pl.col(ROW).alias("_row_number")]
 
     err_cols = [e for e, _, _ in errors]
+    check_cols = [f"__e_check{i}" for i in range(len(layout.checks))]
+    if check_cols and len(err_cols) > len(check_cols):
+        # A record a check rejects (a WeCom/WeChat error response) is reported for that alone, not also
+        # for every field an error response naturally lacks.
+        failed = pl.any_horizontal([pl.col(c).is_not_null() for c in check_cols])
+        lf = lf.with_columns(pl.when(failed).then(None).otherwise(pl.col(e)).alias(e) for e in err_cols if e not in check_cols)
     if not err_cols:
         return Transformed(lf.select(select_rows).collect(), pl.DataFrame(schema=QUARANTINE_SCHEMA), 0)
     # Collect only what leaves this function: intermediate text columns would triple peak memory.
@@ -272,7 +302,7 @@ def transform(frame: pl.DataFrame, layout: Layout, scope: dict[str, str]) -> Tra
         flagged.filter(pl.col(e).is_not_null()).select(
             pl.col(ROW).alias("row_number"),
             pl.lit(col_name, pl.String).alias("column_name"),
-            (pl.col(raw) if raw else pl.lit(None, pl.String)).alias("raw_value"),
+            (pl.coalesce([pl.col(r) for r in raw]) if raw else pl.lit(None, pl.String)).cast(pl.String).alias("raw_value"),
             pl.col(e).alias("reason"),
         )
         for e, col_name, raw in errors

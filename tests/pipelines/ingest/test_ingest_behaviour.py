@@ -282,7 +282,9 @@ def test_unknown_file_type_is_rejected_and_hidden_files_skipped(run):
 
 def test_missing_folders_are_reported_not_errors(run):
     report = run.source("orders")
-    assert report.files == [] and report.missing_folders == ["orders_miniprogram", "orders_taobao"]
+    assert report.files == [] and report.missing_folders == [
+        "orders_miniprogram", "orders_taobao", "orders_youzan", "orders_douyin", "orders_generic",
+    ]
     assert run.count("raw.orders") == 0  # tables exist all the same
 
 
@@ -373,7 +375,7 @@ def test_source_report(run):
     put(run.landing, "orders_taobao", "broken.csv", "nope\n1\n")
     report = run.source("orders")
     assert report.table == "raw.orders"
-    assert report.folders == ["orders_miniprogram", "orders_taobao"]
+    assert report.folders == ["orders_miniprogram", "orders_taobao", "orders_youzan", "orders_douyin", "orders_generic"]
     assert report.totals() == {
         "files": 3, "files_loaded": 2, "files_duplicate": 0, "files_rejected": 1,
         "rows_loaded": FILES["orders_miniprogram"][2] + FILES["orders_taobao"][2], "rows_quarantined": 0,

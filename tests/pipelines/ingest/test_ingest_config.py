@@ -25,13 +25,19 @@ def test_repo_config_covers_every_raw_table(config):
     assert config.sources == CANONICAL_SOURCES
     assert {f.name: f.source for f in config.folders.values()} == {
         "oa_followers": "oa_followers", "mp_logins": "mp_logins", "wecom_contacts": "wecom_contacts",
-        "orders_miniprogram": "orders", "orders_taobao": "orders", "crm_members": "crm_members",
+        "orders_miniprogram": "orders", "orders_taobao": "orders", "orders_youzan": "orders",
+        "orders_douyin": "orders", "orders_generic": "orders", "crm_members": "crm_members",
         "referrals": "referrals",
     }
-    assert [f.name for f in config.folders_for("orders")] == ["orders_miniprogram", "orders_taobao"]
+    assert [f.name for f in config.folders_for("orders")] == [
+        "orders_miniprogram", "orders_taobao", "orders_youzan", "orders_douyin", "orders_generic",
+    ]
     assert set(config.layouts) == {
-        "oa_user_info_jsonl", "oa_user_info_batchget_json", "mp_login_csv", "wecom_externalcontact_jsonl", "miniprogram_shop_orders_csv",
-        "taobao_orders_csv", "crm_members_csv", "referral_invites_csv",
+        "oa_user_info_jsonl", "oa_user_info_batchget_json", "oa_user_info_batchget_jsonl", "oa_user_get_json",
+        "oa_user_get_jsonl", "mp_login_csv", "mp_login_jsonl", "wecom_externalcontact_jsonl",
+        "wecom_externalcontact_json", "wecom_batch_get_by_user_jsonl", "wecom_batch_get_by_user_json",
+        "miniprogram_shop_orders_csv", "taobao_orders_csv", "youzan_orders", "douyin_orders", "generic_orders_csv",
+        "crm_members_csv", "crm_members_en", "referral_invites_csv",
     }
 
 
@@ -41,20 +47,26 @@ def test_repo_scope_is_the_sample_brand(config):
     assert scope["mp_logins"] == scope["referrals"] == {"appid": "wxmp0000000demo01"}
     assert scope["orders_miniprogram"] == {"platform": "miniprogram_shop", "appid": "wxmp0000000demo01"}
     assert scope["orders_taobao"] == {"platform": "taobao"}
+    # Every order folder names its platform: identity scopes buyer_account by raw.orders.platform.
+    assert scope["orders_youzan"] == {"platform": "youzan"}
+    assert scope["orders_douyin"] == {"platform": "douyin"}
+    assert scope["orders_generic"] == {"platform": "generic"}
+    assert all("platform" in dict(f.scope) for f in config.folders_for("orders"))
     assert scope["wecom_contacts"] == {"corp_id": "wwcorp00000demo01"}
     assert scope["crm_members"] == {"crm_name": "demo_crm"}
 
 
 def test_contract_record_ids(config):
+    expected = {
+        "oa_followers": "{appid}/{openid}",
+        "mp_logins": "{log_id}",
+        "wecom_contacts": "{external_userid}/{staff_userid}",
+        "orders": "{platform}/{order_id}",
+        "crm_members": "{member_id}",
+        "referrals": "{invite_id}",
+    }
     assert {n: lay.record_id for n, lay in config.layouts.items()} == {
-        "oa_user_info_jsonl": "{appid}/{openid}",
-        "oa_user_info_batchget_json": "{appid}/{openid}",
-        "mp_login_csv": "{log_id}",
-        "wecom_externalcontact_jsonl": "{external_userid}/{staff_userid}",
-        "miniprogram_shop_orders_csv": "{platform}/{order_id}",
-        "taobao_orders_csv": "{platform}/{order_id}",
-        "crm_members_csv": "{member_id}",
-        "referral_invites_csv": "{invite_id}",
+        n: expected[lay.source] for n, lay in config.layouts.items()
     }
 
 
@@ -113,7 +125,20 @@ def layouts_with(**changes) -> dict:
         (layouts_with(fields={"order_id": {"from": "id", "requried": True}}), "unknown key"),
         (layouts_with(fields={"order_id": "id", "created_at": {"from": "t", "format": "YYYY-MM-DD"}}), "strftime"),
         (layouts_with(timezone="Mars/Olympus"), "unknown time zone"),
-        (layouts_with(format="jsonl", fields={"order_id": "a[].b[].c"}), "only a top-level list"),
+        (layouts_with(format="jsonl", fields={"order_id": "a[].b[].c"}), "only one list can be exploded"),
+        (layouts_with(format="jsonl", fields={"order_id": "a[].b", "buyer_phone": "a.c"}), "exploded (`[]`) in one path and not"),
+        (layouts_with(fields={"order_id": "id", "order_no": "x"}), "name a helper field `_order_no`"),
+        (layouts_with(fields={"order_id": "id", "buyer_phone": {"from": "p", "value": "1"}}), "`value` (a constant) excludes"),
+        (layouts_with(require_any=[["order_id"]]), "a list of two or more fields"),
+        (layouts_with(require_any=[["order_id", "buyer_openid"]]), "a list of two or more fields of this layout"),
+        (layouts_with(empty_list="drop"), "empty_list: one of skip, quarantine"),
+        (layouts_with(fields={"order_id": "id", "paid_amount": "a", "refunded_amount": {"rules": [{"then": {"field": "order_id"}}]}}),
+         "has another type"),
+        (layouts_with(fields={"order_id": "id", "paid_amount": "a", "raw_status": "s",
+                              "order_status": {"rules": [{"when": {"refund": "full"}, "then": "refunded"}]},
+                              "refunded_amount": {"rules": [{"then": "0"}]}}), "derived later"),
+        (layouts_with(fields={"order_id": "id", "order_status": {"rules": [{"then": {"field": "raw_status"}}]}, "raw_status": "s"}),
+         "not canonical"),
     ],
 )
 def test_layout_errors_name_the_key(doc, message):
@@ -150,43 +175,47 @@ def doc_example(name: str) -> str:
     return m.group(1)
 
 
-def test_docs_youzan_example_is_config_only(tmp_path, con):
+def test_docs_pos_example_is_config_only(tmp_path, con):
     cfg_dir = tmp_path / "config"
     shutil.copytree(CONFIG_DIR, cfg_dir)
     for name in ("layouts.yml", "sources.yml"):
         with open(cfg_dir / name, "a", encoding="utf-8") as fh:
             fh.write("\n" + doc_example(name))
     config = load_config(cfg_dir)
-    assert [f.name for f in config.folders_for("orders")] == ["orders_miniprogram", "orders_taobao", "orders_youzan"]
+    assert [f.name for f in config.folders_for("orders")][-1] == "orders_pos"
 
     landing = tmp_path / "landing"
-    (landing / "orders_youzan").mkdir(parents=True)
+    (landing / "orders_pos").mkdir(parents=True)
     pl.DataFrame({
-        "订单号": ["E20240101000001", "E20240101000002", "E20240101000003", "E20240101000004"],
-        "订单状态": ["已完成", "已关闭", "已关闭", "待付款"],
-        "订单创建时间": ["2024-01-01 10:00:00"] * 4,
-        "买家付款时间": ["2024-01-01 10:00:09", "", "2024-01-01 10:00:09", ""],
-        "订单实付金额": ["59.00", "0.00", "20.50", "9.90"],
-        "订单已退款金额": ["0.00", "0.00", "20.50", ""],
-        "买家昵称": ["测试昵称一", "测试昵称二", "测试昵称一", "测试昵称三"],
-        "买家手机号": ["13900000001", "", "13900000001", "139****0003"],
-        "收货人手机号": ["13900000009", "", "", ""],
-        "商品名称": ["测试商品"] * 4,  # extra columns are ignored
-    }).write_excel(landing / "orders_youzan" / "youzan_orders_202401.xlsx")
+        "小票号": ["P0001", "P0002", "P0003", "P0004", "P0005"],
+        "状态": ["已支付", "已取消", "已退款", "未支付", "挂单"],
+        "下单时间": ["2024-01-01 10:00:00", "2024/01/01 10:05", "2024-01-01 10:00:00", "2024-01-01 10:00:00",
+                 "2024-01-01 10:00:00"],
+        "支付时间": ["2024-01-01 10:00:09", "", "2024-01-01 10:00:09", "", ""],
+        "实收金额": ["59.00", "0", "20.50", "9.90", "1"],
+        "退款金额": ["", "", "20.50", "", ""],
+        "会员手机号": ["13900000001", "", "+86 139 0000 0002", "", ""],
+        "收银员": ["测试店员"] * 5,  # extra columns are ignored
+    }).write_excel(landing / "orders_pos" / "pos_orders_202401.xlsx")
 
     report = ingest_source(con, "orders", landing, config)
     [res] = report.files
-    assert (res.status, res.layout, res.rows_loaded, res.rows_quarantined) == ("loaded", "youzan_orders_xlsx", 4, 0)
+    assert (res.status, res.layout, res.rows_loaded, res.rows_quarantined) == ("loaded", "store_pos_orders", 4, 1)
     rows = con.execute(
-        "SELECT record_id, platform, order_status, paid_amount, refunded_amount, buyer_account, paid_at IS NULL "
+        "SELECT record_id, platform, order_status, raw_status, paid_amount, refunded_amount, buyer_phone, created_at "
         "FROM raw.orders ORDER BY _row_number"
     ).fetchall()
+    from datetime import datetime
+
+    t = datetime(2024, 1, 1, 10, 0)
     assert rows == [
-        ("youzan/E20240101000001", "youzan", "paid", Decimal("59.00"), Decimal("0.00"), "测试昵称一", False),
-        ("youzan/E20240101000002", "youzan", "cancelled", Decimal("0.00"), Decimal("0.00"), "测试昵称二", True),
-        ("youzan/E20240101000003", "youzan", "refunded", Decimal("20.50"), Decimal("20.50"), "测试昵称一", False),
-        ("youzan/E20240101000004", "youzan", "unpaid", Decimal("9.90"), Decimal("0.00"), "测试昵称三", True),
+        ("store_pos/P0001", "store_pos", "paid", "已支付", Decimal("59.00"), Decimal("0.00"), "13900000001", t),
+        ("store_pos/P0002", "store_pos", "cancelled", "已取消", Decimal("0.00"), Decimal("0.00"), None, datetime(2024, 1, 1, 10, 5)),
+        ("store_pos/P0003", "store_pos", "refunded", "已退款", Decimal("20.50"), Decimal("20.50"), "+86 139 0000 0002", t),
+        ("store_pos/P0004", "store_pos", "unpaid", "未支付", Decimal("9.90"), Decimal("0.00"), None, t),
     ]
+    [q] = con.execute("SELECT row_number, column_name, raw_value, reason FROM raw.quarantine").fetchall()
+    assert q[:3] == (5, "状态", "挂单") and q[3].startswith("unknown value (expected one of 未支付, 已支付")
 
 
 def test_cli(tmp_path):

@@ -30,7 +30,8 @@ def test_sample_loads_with_no_rejected_file(sample):
     for source, report in reports.items():
         assert report.files_rejected == 0, report.summary()
         assert report.files_loaded >= 1 and report.rows_loaded > 0, source
-        assert report.missing_folders == []
+        # The sample brand has no Youzan, Douyin or generic-CSV shop.
+        assert set(report.missing_folders) <= {"orders_youzan", "orders_douyin", "orders_generic"}
 
 
 def test_every_sample_row_is_loaded_or_quarantined(sample):
