@@ -1,12 +1,27 @@
-"""Benchmark identity.resolve() at 100k / 1M / 10M links on synthetic observations.
+"""Benchmark identity resolution against plain connected components, and measure its accuracy.
 
-    .venv/bin/python bench/identity.py                 # all sizes
-    .venv/bin/python bench/identity.py --sizes 100000 1000000
+    .venv/bin/python bench/identity.py                              # 100k, 1M, 10M links + accuracy at 100k persons
+    .venv/bin/python bench/identity.py --sizes 1000000 --skip-accuracy
+    .venv/bin/python bench/identity.py --skip-speed --accuracy-users 100000
 
-Each size runs in a fresh process so peak RSS belongs to that size alone. For comparison the same graph (the
-usable record-identity links) goes through networkx connected_components (up to 1M links; it is pure Python)
-and scipy's csgraph connected_components: plain connectivity, without the uniqueness rule, blocklist or
-ordering, so they are a floor, not an equivalent.
+Speed: the same synthetic observations (written once to Parquet per size) go through, each method in its own
+process so that the peak RSS printed is that method's alone:
+
+  floor        DuckDB `select distinct id_type, scope, id_value` over the observations: no resolver can do less
+  engine       identity.resolve() (normalization, blocklist, hashed phones, shared values, greedy union, ids)
+  incremental  identity.state.run(): a full run with state (links table, stable ids) on 99% of the rows, then
+               an incremental run of the other 1%
+  scipy        DuckDB factorizes record and identity keys to integers, scipy.sparse.csgraph.connected_components
+  duckdb_cte   the same factorization, then a recursive CTE `USING KEY (node)` propagating the minimum label
+  networkx     the same factorization, then networkx.connected_components (skipped above --networkx-limit)
+
+The baselines compute plain connectivity over raw values (no normalization, blocklist, uniqueness rule or order),
+so they are floors for the graph part, not equivalents. Times exclude reading the Parquet file; the DuckDB
+methods load it into an in-memory table first, untimed, like the engine's input frame.
+
+Accuracy: samplegen generates a brand with ground truth under adversarial noise; the ingest library loads it
+into a DuckDB warehouse, pipelines.observations turns it into observations, identity.resolve() resolves them with
+config/identity.yml, and pairwise precision/recall are printed per noise setting.
 """
 
 from __future__ import annotations
@@ -14,9 +29,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,8 +47,8 @@ import polars as pl  # noqa: E402
 
 import identity  # noqa: E402
 
-NETWORKX_LIMIT = 1_000_000
 LINKS_PER_RECORD = 2.3  # what the record mix below yields on average; used to size the input
+METHODS = ("floor", "engine", "incremental", "scipy", "duckdb_cte", "networkx")
 
 
 def _rss_mb() -> float:
@@ -132,99 +149,332 @@ def synthetic_observations(n_links: int, seed: int = 7) -> pl.DataFrame:
     return pl.concat(parts)
 
 
-def run_one(n_links: int) -> dict:
-    # load the compiled kernel from numba's cache before timing anything
-    identity.resolve(synthetic_observations(1000, seed=1))
-    observations = synthetic_observations(n_links)
-    rss_before = _rss_mb()
-    clock, cpu = time.perf_counter(), time.process_time()
+# ---------------------------------------------------------------------------------------------- methods
+
+
+def _duckdb_with_observations(path: str):
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"set threads = {os.cpu_count()}")
+    con.execute("create table obs as select * from read_parquet(?)", [path])
+    return con
+
+
+# Records and identities become integers 0..n-1 (DuckDB hash aggregate + row_number), edges become integer pairs.
+_FACTORIZE = """
+create temp table keyed as
+    select source || chr(31) || record_id as a, id_type || chr(31) || scope || chr(31) || id_value as b
+    from obs where id_value is not null and id_value <> '';
+create temp table nodes as
+    select k, (row_number() over ()) - 1 as i
+    from (select distinct a as k from keyed union select distinct b from keyed);
+create temp table edges as
+    select na.i as src, nb.i as dst from keyed join nodes na on na.k = keyed.a join nodes nb on nb.k = keyed.b;
+"""
+
+_CTE = """
+create temp table both_ways as select src, dst from edges union all select dst, src from edges;
+with recursive cc(node, comp) using key (node) as (
+    select i, i from nodes
+    union
+    select e.dst, min(c.comp)
+    from cc c
+    join both_ways e on e.src = c.node
+    join recurring.cc r on r.node = e.dst
+    group by e.dst, r.comp
+    having min(c.comp) < r.comp
+)
+select count(distinct comp) from cc
+"""
+
+
+def method_floor(path: str) -> dict:
+    con = _duckdb_with_observations(path)
+    rss = _rss_mb()
+    clock = time.perf_counter()
+    con.execute("create temp table d as select distinct id_type, scope, id_value from obs")
+    seconds = time.perf_counter() - clock
+    (values,) = con.sql("select count(*) from d").fetchall()[0]
+    return {"seconds": seconds, "rss_before_mb": rss, "result": f"{values:,} distinct values"}
+
+
+def method_engine(path: str) -> dict:
+    identity.resolve(synthetic_observations(1000, seed=1))  # numba's compiled kernel from its cache
+    observations = pl.read_parquet(path)
+    rss = _rss_mb()
+    clock = time.perf_counter()
     resolution = identity.resolve(observations)
-    seconds, cpu_seconds = time.perf_counter() - clock, time.process_time() - cpu
-    result = {
-        "links_requested": n_links,
-        "observations": observations.height,
-        "links": resolution.stats["links"],
-        "records": resolution.stats["records"],
-        "identities": resolution.stats["identities"],
-        "users": resolution.stats["users"],
-        "links_rejected": resolution.stats["links_rejected"],
-        "values_shared": resolution.stats["values_shared"],
-        "resolve_seconds": round(seconds, 3),
-        "resolve_cpu_seconds": round(cpu_seconds, 3),
-        "phase_seconds": {name: round(value, 3) for name, value in resolution.timings.items()},
-        "kernel_links_per_second": round(resolution.stats["links"] / max(resolution.timings["link"], 1e-9)),
-        "rss_before_resolve_mb": round(rss_before),
-        "peak_rss_mb": round(_rss_mb()),
+    seconds = time.perf_counter() - clock
+    stats = resolution.stats
+    return {
+        "seconds": seconds,
+        "rss_before_mb": rss,
+        "phases": {name: round(value, 2) for name, value in resolution.timings.items()},
+        "result": f"{stats['users']:,} users, {stats['links_rejected']:,} rejected, {stats['values_shared']:,} shared",
+        "stats": {k: stats[k] for k in ("links", "records", "identities", "users")},
     }
 
-    usable = resolution.observations.filter("usable").select(
-        pl.concat_str(["source", "record_id"], separator="/").alias("a"),
-        pl.concat_str(["id_type", "scope", "id_value"], separator="\t").alias("b"),
-    )
-    del resolution, observations
-    nodes = pl.concat([usable["a"], usable["b"]]).unique()
-    index = pl.DataFrame({"node": nodes}).with_row_index("i")
-    edges = usable.join(index.rename({"node": "a", "i": "ia"}), on="a").join(
-        index.rename({"node": "b", "i": "ib"}), on="b"
-    )
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components as scipy_components
 
+def method_incremental(path: str) -> dict:
+    from identity.state import run
+
+    run(synthetic_observations(1000, seed=1))
+    observations = pl.read_parquet(path)
+    rng = np.random.default_rng(11)
+    batch_mask = pl.Series(rng.random(observations.height) < 0.01)
+    rest, batch = observations.filter(~batch_mask), observations.filter(batch_mask)
+    rss = _rss_mb()
     clock = time.perf_counter()
-    n = index.height
+    first = run(rest)
+    full_seconds = time.perf_counter() - clock
+    clock = time.perf_counter()
+    second = run(batch, state=first.state, incremental=True)
+    seconds = time.perf_counter() - clock
+    return {
+        "seconds": seconds,
+        "rss_before_mb": rss,
+        "result": f"full run with state {full_seconds:.2f}s on 99%; the 1% batch ({batch.height:,} rows) "
+        f"re-resolved {second.run['resolved_records']:,} of {second.run['records']:,} records",
+        "full_with_state_seconds": full_seconds,
+    }
+
+
+def method_scipy(path: str) -> dict:
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    con = _duckdb_with_observations(path)
+    rss = _rss_mb()
+    clock = time.perf_counter()
+    con.execute(_FACTORIZE)
+    n = con.sql("select count(*) from nodes").fetchall()[0][0]
+    edges = con.sql("select src, dst from edges").fetchnumpy()
+    graph = coo_matrix((np.ones(len(edges["src"]), dtype=np.int8), (edges["src"], edges["dst"])), shape=(n, n))
+    components, _ = connected_components(graph.tocsr(), directed=False)
+    seconds = time.perf_counter() - clock
+    return {"seconds": seconds, "rss_before_mb": rss, "result": f"{components:,} components"}
+
+
+def method_duckdb_cte(path: str) -> dict:
+    con = _duckdb_with_observations(path)
+    rss = _rss_mb()
+    clock = time.perf_counter()
+    con.execute(_FACTORIZE)
+    components = con.sql(_CTE).fetchall()[0][0]
+    seconds = time.perf_counter() - clock
+    return {"seconds": seconds, "rss_before_mb": rss, "result": f"{components:,} components"}
+
+
+def method_networkx(path: str) -> dict:
+    import networkx as nx
+
+    con = _duckdb_with_observations(path)
+    rss = _rss_mb()
+    clock = time.perf_counter()
+    con.execute(_FACTORIZE)
+    edges = con.sql("select src, dst from edges").fetchnumpy()
+    graph = nx.Graph()
+    graph.add_edges_from(zip(edges["src"].tolist(), edges["dst"].tolist()))
+    components = sum(1 for _ in nx.connected_components(graph))
+    seconds = time.perf_counter() - clock
+    return {"seconds": seconds, "rss_before_mb": rss, "result": f"{components:,} components (nodes with edges)"}
+
+
+# ---------------------------------------------------------------------------------------------- accuracy
+
+ADVERSARIAL = {
+    "no_unionid": 0.15,  # per person and app: whole apps' worth of records without the unionid
+    "two_phones": 0.12,
+    "family_phone": 0.08,
+    "gift_order": 0.12,
+    "gift_customer": 0.5,
+    "masked_phone": 0.08,
+    "cipher_phone": 0.04,
+    "junk_phone": 0.05,
+    "phone_format": 0.2,
+}
+
+
+def accuracy(users: int, seed: int, noise: dict, workdir: Path) -> dict:
+    import duckdb
+
+    import samplegen
+    from pipelines import ingest
+    from pipelines.observations import load_record_specs, observations_sql, records_sql
+    from pipelines.settings import REPO_ROOT
+
+    config_dir = REPO_ROOT / "config"
+    out = workdir / f"brand_{users}_{seed}"
+    clock = time.perf_counter()
+    samplegen.generate(out, users=users, seed=seed, noise=samplegen.NoiseRates(**noise))
+    generated = time.perf_counter() - clock
+    with duckdb.connect(str(out / "warehouse.duckdb")) as con:
+        ingest.ingest_all(con, out / "landing", ingest.load_config(config_dir))
+        specs = load_record_specs(config_dir / "observations.yml")
+        observed = con.sql(observations_sql(specs)).pl()
+        records = con.sql(records_sql(specs)).pl()
+    bare = records.join(observed.select("source", "record_id").unique(), on=["source", "record_id"], how="anti")
+    bare = bare.with_columns(
+        id_type=pl.lit("phone"), scope=pl.lit(""), id_value=pl.lit(None, dtype=pl.String), strength=pl.lit("weak")
+    ).select(observed.columns)
+    observations = pl.concat([observed, bare.cast(observed.schema)])
+    config = identity.load_config(config_dir / "identity.yml")
+    clock = time.perf_counter()
+    resolution = identity.resolve(observations, config)
+    seconds = time.perf_counter() - clock
+    truth = pl.read_csv(out / "truth" / "records.csv.gz", infer_schema=False)
+    scores = identity.pairwise_scores(resolution.record_map, truth)
+    # one openid per person per app is as true as one unionid per person: the rule can use it too
+    import dataclasses
+
+    openid_unique = dataclasses.replace(config, unique_types=(*config.unique_types, "openid"))
+    variant = identity.pairwise_scores(identity.resolve(observations, openid_unique).record_map, truth)
+    # what the data allows: same-person pairs that share any connected component of the link graph (usable and
+    # shared values, uniqueness ignored). No linking method on these identifiers can recall more.
+    usable = resolution.observations.filter(pl.col("usable") | (pl.col("unusable_reason") == "shared"))
+    components = _components(resolution.record_map.select("source", "record_id"), usable)
+    ceiling = identity.pairwise_scores(
+        components.join(truth, on=["source", "record_id"]).select(
+            "source", "record_id", pl.concat_str(["component", "person_id"], separator="|").alias("user_id")
+        ),
+        truth,
+    )
+    persons = resolution.record_map.join(truth, on=["source", "record_id"]).group_by("user_id").agg(
+        pl.col("person_id").n_unique().alias("persons")
+    )
+    return {
+        **scores,
+        "recall_ceiling": ceiling["recall"],
+        "openid_unique": {"precision": variant["precision"], "recall": variant["recall"]},
+        "users_with_several_persons": int((persons["persons"] > 1).sum()),
+        "observations": observations.height,
+        "users": resolution.stats["users"],
+        "generate_seconds": generated,
+        "resolve_seconds": seconds,
+    }
+
+
+def _components(records: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    records = records.unique().with_row_index("r")
+    n_records = records.height
+    keys = links.select("id_type", "scope", "id_value").unique().with_row_index("k")
+    edges = links.join(records, on=["source", "record_id"]).join(keys, on=["id_type", "scope", "id_value"])
+    n = n_records + keys.height
     graph = coo_matrix(
-        (np.ones(edges.height, dtype=np.int8), (edges["ia"].to_numpy(), edges["ib"].to_numpy())), shape=(n, n)
-    ).tocsr()
-    components, _ = scipy_components(graph, directed=False)
-    result["scipy_seconds"] = round(time.perf_counter() - clock, 3)
-    result["scipy_components"] = int(components)
+        (np.ones(edges.height, dtype=np.int8), (edges["r"].to_numpy(), edges["k"].to_numpy() + n_records)),
+        shape=(n, n),
+    )
+    _, labels = connected_components(graph, directed=False)
+    return records.with_columns(component=pl.Series(labels[:n_records]).cast(pl.String))
 
-    if n_links <= NETWORKX_LIMIT:
-        import networkx as nx
 
-        clock = time.perf_counter()
-        g = nx.Graph()
-        g.add_edges_from(zip(edges["ia"].to_list(), edges["ib"].to_list()))
-        components = sum(1 for _ in nx.connected_components(g))
-        result["networkx_seconds"] = round(time.perf_counter() - clock, 3)
-        result["networkx_components"] = components
-    result["peak_rss_with_baselines_mb"] = round(_rss_mb())
-    return result
+# ---------------------------------------------------------------------------------------------- driver
+
+
+def _child(args: argparse.Namespace) -> int:
+    if args.generate:
+        synthetic_observations(args.generate).write_parquet(args.to)
+        print(json.dumps({"rows": pl.scan_parquet(args.to).select(pl.len()).collect().item()}))
+        return 0
+    if args.method:
+        result = globals()[f"method_{args.method}"](args.input)
+        result["peak_rss_mb"] = _rss_mb()
+        print(json.dumps(result, default=str))
+        return 0
+    if args.accuracy_child:
+        users, seed, noise_name = args.accuracy_child
+        noise = ADVERSARIAL if noise_name == "adversarial" else {}
+        print(json.dumps(accuracy(int(users), int(seed), noise, Path(args.to))))
+        return 0
+    return 2
+
+
+def _spawn(*argv: str, timeout: float | None = None) -> dict | None:
+    try:
+        completed = subprocess.run(
+            [sys.executable, __file__, *argv], capture_output=True, text=True, check=False, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f}s"}
+    if completed.returncode != 0:
+        return {"error": completed.stderr.strip().splitlines()[-1] if completed.stderr.strip() else "failed"}
+    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
-    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--networkx-limit", type=int, default=2_000_000, help="skip networkx above this many links")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per method before giving up")
+    parser.add_argument("--accuracy-users", type=int, default=100_000)
+    parser.add_argument("--accuracy-seed", type=int, default=42)
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--generate", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--to", help=argparse.SUPPRESS)
+    parser.add_argument("--method", choices=METHODS, help=argparse.SUPPRESS)
+    parser.add_argument("--input", help=argparse.SUPPRESS)
+    parser.add_argument("--accuracy-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.one:
-        print(json.dumps(run_one(args.one)))
-        return 0
-    import os
+    if args.generate or args.method or args.accuracy_child:
+        return _child(args)
 
     print(
         f"engine: {'numba' if identity.engine.HAVE_NUMBA else 'python'}; polars {pl.__version__}; "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start"
     )
-    for size in args.sizes:
-        completed = subprocess.run(
-            [sys.executable, __file__, "--one", str(size)], capture_output=True, text=True, check=False
-        )
-        if completed.returncode != 0:
-            print(f"{size:>11,} links: failed\n{completed.stderr}", file=sys.stderr)
-            return 1
-        r = json.loads(completed.stdout.strip().splitlines()[-1])
-        phases = ", ".join(f"{name} {value:.2f}s" for name, value in r["phase_seconds"].items())
-        networkx = f"{r['networkx_seconds']:.2f}s" if "networkx_seconds" in r else "skipped"
-        print(
-            f"{r['links']:>11,} links ({r['records']:,} records, {r['identities']:,} identities -> "
-            f"{r['users']:,} users, {r['links_rejected']:,} rejected)\n"
-            f"    resolve {r['resolve_seconds']:.2f}s wall, {r['resolve_cpu_seconds']:.2f}s CPU [{phases}]; "
-            f"greedy kernel "
-            f"{r['kernel_links_per_second'] / 1e6:.1f}M links/s\n"
-            f"    peak RSS {r['peak_rss_mb']:,} MB (input alone {r['rss_before_resolve_mb']:,} MB)\n"
-            f"    plain connected components: scipy {r['scipy_seconds']:.2f}s, networkx {networkx}"
-        )
+    with tempfile.TemporaryDirectory(prefix="oneid_bench_") as tmp:
+        if not args.skip_speed:
+            for size in args.sizes:
+                path = str(Path(tmp) / f"obs_{size}.parquet")
+                made = _spawn("--generate", str(size), "--to", path)
+                if made is None or "error" in made:
+                    print(f"{size:,} links: generation failed: {made}")
+                    return 1
+                print(f"\n{size:,} links requested: {made['rows']:,} observations")
+                print(f"  {'method':<12} {'seconds':>9} {'x floor':>8} {'peak MB':>9} {'input MB':>9}  result")
+                floor = None
+                for method in args.methods:
+                    if method == "networkx" and size > args.networkx_limit:
+                        print(f"  {method:<12} {'skipped':>9}  (above --networkx-limit {args.networkx_limit:,})")
+                        continue
+                    r = _spawn("--method", method, "--input", path, timeout=args.timeout)
+                    if "error" in r:
+                        print(f"  {method:<12} {'failed':>9}  {r['error']}")
+                        continue
+                    if method == "floor":
+                        floor = r["seconds"]
+                    ratio = f"{r['seconds'] / floor:.1f}" if floor else "-"
+                    print(
+                        f"  {method:<12} {r['seconds']:>9.2f} {ratio:>8} {r['peak_rss_mb']:>9,.0f} "
+                        f"{r['rss_before_mb']:>9,.0f}  {r['result']}"
+                    )
+                    if "phases" in r:
+                        print("               phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in r["phases"].items()))
+        if not args.skip_accuracy:
+            print(f"\naccuracy at {args.accuracy_users:,} persons (seed {args.accuracy_seed}):")
+            for noise_name in ("default", "adversarial"):
+                r = _spawn(
+                    "--accuracy-child", str(args.accuracy_users), str(args.accuracy_seed), noise_name, "--to", tmp
+                )
+                if "error" in r:
+                    print(f"  {noise_name:<12} failed: {r['error']}")
+                    continue
+                print(
+                    f"  {noise_name:<12} precision {r['precision']:.4f}  recall {r['recall']:.4f}  "
+                    f"(recall ceiling of the link graph {r['recall_ceiling']:.4f}; "
+                    f"{r['users_with_several_persons']:,} users hold records of several persons; "
+                    f"{r['records']:,} records, {r['users']:,} users; resolve {r['resolve_seconds']:.1f}s, "
+                    f"generate {r['generate_seconds']:.0f}s)\n"
+                    f"  {'':<12} with openid also unique: precision {r['openid_unique']['precision']:.4f}  "
+                    f"recall {r['openid_unique']['recall']:.4f}"
+                )
+            print(f"  adversarial noise: {json.dumps(ADVERSARIAL)}")
     return 0
 
 

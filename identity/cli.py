@@ -1,7 +1,5 @@
-"""`oneid`: resolve observations from a file, or score a resolution against ground truth.
-
-Subcommands are independent parsers, so later ones (explain, incremental runs with --state) slot in beside them.
-"""
+"""`oneid`: resolve observations from a file (optionally keeping state between runs), explain a value's user,
+or score a resolution against ground truth."""
 
 from __future__ import annotations
 
@@ -14,6 +12,7 @@ import polars as pl
 
 from identity.config import ConfigError, load_config
 from identity.evaluate import pairwise_scores
+from identity.explain import explain, render
 from identity.resolution import resolve
 
 
@@ -30,7 +29,28 @@ def _resolve(args: argparse.Namespace) -> int:
         print("oneid resolve: give --out and/or --out-dir", file=sys.stderr)
         return 2
     config = load_config(args.config)
-    resolution = resolve(read_table(args.observations), config, engine=args.engine)
+    if args.incremental and not args.state:
+        print("oneid resolve: --incremental needs --state", file=sys.stderr)
+        return 2
+    if args.state:
+        import duckdb
+
+        from identity.state import load_state, run, save_state
+
+        with duckdb.connect(args.state) as con:
+            previous = load_state(con)
+            result = run(
+                read_table(args.observations), config, previous, incremental=args.incremental, engine=args.engine
+            )
+            save_state(con, result.state)
+        resolution = result.resolution
+        info = result.run
+        print(
+            f"run {info['run_id']} ({info['mode']}): {info['resolved_records']:,} records resolved; "
+            f"{info['new_users']:,} new users, {info['merges']:,} merges, {info['splits']:,} splits"
+        )
+    else:
+        resolution = resolve(read_table(args.observations), config, engine=args.engine)
     if args.out:
         resolution.record_map.write_csv(args.out)
     if args.out_dir:
@@ -46,6 +66,35 @@ def _resolve(args: argparse.Namespace) -> int:
         f"{stats['values_blocked']:,} values blocked, {stats['values_shared']:,} shared"
     )
     return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if bool(args.state) == bool(args.observations):
+        print("oneid explain: give exactly one of --state and --observations", file=sys.stderr)
+        return 2
+    if args.state:
+        import duckdb
+
+        from identity.state import load_state
+
+        if not Path(args.state).exists():
+            raise FileNotFoundError(args.state)
+        with duckdb.connect(args.state, read_only=True) as con:
+            state = load_state(con)
+        if state is None:
+            print(f"oneid explain: {args.state} holds no identity state", file=sys.stderr)
+            return 1
+        tables = state.tables()
+    else:
+        resolution = resolve(read_table(args.observations), config, links=True)
+        tables = {**resolution.tables(), "links": resolution.links}
+    result = explain(tables, args.id_type, args.value, args.scope or "", config)
+    if args.json:
+        print(json.dumps(result, default=str, ensure_ascii=False, indent=2))
+    else:
+        print(render(result))
+    return 0 if result["status"] == "found" else 3
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -76,8 +125,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="write the record map (source,record_id,user_id) here, CSV")
     run.add_argument("--out-dir", help="also write every identity table (CSV) and stats.json to this folder")
     run.add_argument("--config", help="identity.yml with the rules (default: built-in defaults)")
+    run.add_argument(
+        "--state",
+        help="DuckDB file keeping ids between runs (created if missing): ids stay stable, merges/splits are logged",
+    )
+    run.add_argument(
+        "--incremental",
+        action="store_true",
+        help="--observations is a new batch added to the state's observations (only touched users are redone)",
+    )
     run.add_argument("--engine", choices=["auto", "numba", "python"], default="auto", help=argparse.SUPPRESS)
     run.set_defaults(handler=_resolve)
+
+    why = commands.add_parser("explain", help="why an identifier belongs to its user: identities, chains, history")
+    why.add_argument("--id-type", required=True, help="phone, unionid, openid, member_id, ...")
+    why.add_argument("--value", required=True, help="the identifier, as exported (it is normalized first)")
+    why.add_argument("--scope", help="appid / corp id / CRM name for scoped types")
+    why.add_argument("--state", help="a state file or the warehouse (identity + identity_state schemas)")
+    why.add_argument("--observations", help="or resolve these observations (CSV/Parquet) afresh")
+    why.add_argument("--config", help="identity.yml (normalization and rules)")
+    why.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    why.set_defaults(handler=_explain)
 
     score = commands.add_parser("evaluate", help="pairwise precision/recall of a record map against truth")
     score.add_argument("--predicted", required=True, help="CSV: source,record_id,user_id")

@@ -52,12 +52,22 @@ class IdentityConfig:
     source_priority: tuple[str, ...] = ()
     link_strength: Mapping[str, str] = field(default_factory=dict)
     blocklist: Mapping[str, BlockRule] = field(default_factory=dict)
+    # graph health: a run whose largest user holds more records than this fails its check and is not published
+    max_user_size: int | None = 10_000
 
     def strength_for(self, source: str, id_type: str) -> str:
         return self.link_strength.get(f"{source}.{id_type}", self.link_strength.get(id_type, "strong"))
 
 
-_KEYS = {"shared_threshold", "unique_types", "id_type_priority", "source_priority", "link_strength", "blocklist"}
+_KEYS = {
+    "shared_threshold",
+    "unique_types",
+    "id_type_priority",
+    "source_priority",
+    "link_strength",
+    "blocklist",
+    "max_user_size",
+}
 
 
 def _string_list(value: Any, key: str) -> tuple[str, ...]:
@@ -84,6 +94,12 @@ def config_from_dict(document: Mapping[str, Any] | None) -> IdentityConfig:
         if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
             raise ConfigError(f"shared_threshold must be a positive integer, got {threshold!r}")
         kwargs["shared_threshold"] = threshold
+
+    if "max_user_size" in document:
+        limit = document["max_user_size"]
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ConfigError(f"max_user_size must be a positive integer or null, got {limit!r}")
+        kwargs["max_user_size"] = limit
 
     for key in ("unique_types", "id_type_priority", "source_priority"):
         if key in document and document[key] is not None:

@@ -13,8 +13,11 @@ import os
 import numpy as np
 
 
-def _greedy_kernel(link_record, link_identity, node_class, parent, size, head, tail, next_node, mark, rejected):
-    """Apply the links in order; `rejected[k]` gets the conflicting class of a refused link (else stays -1).
+def _greedy_kernel(
+    link_record, link_identity, node_class, parent, size, head, tail, next_node, mark, rejected, joined
+):
+    """Apply the links in order; `rejected[k]` gets the conflicting class of a refused link (else stays -1), and
+    `joined[k]` is set to 1 when link k united two sets (the spanning-forest edges `explain` walks).
 
     Each set keeps a linked list (head/tail/next_node) of its members that belong to a unique class. A set holds
     at most one member per class, so the lists stay as short as the number of classes a person touches, and a
@@ -54,6 +57,7 @@ def _greedy_kernel(link_record, link_identity, node_class, parent, size, head, t
                 rejected[k] = conflict
                 refused += 1
                 continue
+        joined[k] = 1
         if size[a] < size[b]:
             a, b = b, a
         parent[b] = a
@@ -95,8 +99,9 @@ def greedy_union(
     node_class: np.ndarray,
     n_classes: int,
     engine: str = "auto",
-) -> tuple[np.ndarray, np.ndarray]:
-    """(root of every node, conflicting class per link or -1). Links must already be in priority order.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(root of every node, conflicting class per link or -1, 1 per link that united two sets else 0).
+    Links must already be in priority order.
 
     engine: "auto" (numba when available), "numba" (error if missing) or "python".
     """
@@ -113,15 +118,22 @@ def greedy_union(
     next_node = np.full(n_nodes, -1, dtype=np.int64)
     mark = np.full(max(n_classes, 1), -1, dtype=np.int64)
     rejected = np.full(n_links, -1, dtype=np.int64)
+    joined = np.zeros(n_links, dtype=np.int8)
     link_record = np.ascontiguousarray(link_record, dtype=np.int64)
     link_identity = np.ascontiguousarray(link_identity, dtype=np.int64)
 
     if engine != "python" and HAVE_NUMBA:
-        _compiled_kernel(link_record, link_identity, node_class, parent, size, head, tail, next_node, mark, rejected)
-        return parent, rejected
+        _compiled_kernel(
+            link_record, link_identity, node_class, parent, size, head, tail, next_node, mark, rejected, joined
+        )
+        return parent, rejected, joined
 
     # lists, not arrays: element access on numpy arrays from the interpreter is several times slower
-    arrays = [parent, size, head, tail, next_node, mark, rejected]
+    arrays = [parent, size, head, tail, next_node, mark, rejected, joined]
     lists = [array.tolist() for array in arrays]
     _greedy_kernel(link_record.tolist(), link_identity.tolist(), node_class.tolist(), *lists)
-    return np.asarray(lists[0], dtype=np.int64), np.asarray(lists[6], dtype=np.int64)
+    return (
+        np.asarray(lists[0], dtype=np.int64),
+        np.asarray(lists[6], dtype=np.int64),
+        np.asarray(lists[7], dtype=np.int8),
+    )

@@ -20,7 +20,7 @@ import polars as pl
 
 from identity.config import IdentityConfig
 from identity.engine import greedy_union
-from identity.normalize import BLOCK_REASONS, OUTPUT_COLUMNS, normalize_observations
+from identity.normalize import BLOCK_REASONS, OUTPUT_COLUMNS, normalize_observations, phone_hashes
 
 RECORD_MAP_SCHEMA = {"source": pl.String, "record_id": pl.String, "user_id": pl.String}
 ID_MAP_SCHEMA = {"id_type": pl.String, "scope": pl.String, "id_value": pl.String, "user_id": pl.String}
@@ -41,7 +41,40 @@ BLOCKED_SCHEMA = {
     "reason": pl.String,
     "records": pl.Int64,
 }
+LINKS_SCHEMA = {
+    "source": pl.String,
+    "record_id": pl.String,
+    "id_type": pl.String,
+    "scope": pl.String,
+    "id_value": pl.String,
+    "link_type": pl.String,
+    "link_value": pl.String,
+    "strength": pl.String,
+    "observed_at": pl.Datetime("us"),
+    "status": pl.String,
+    "user_id": pl.String,
+}
+USERS_SCHEMA = {
+    "user_id": pl.String,
+    "anchor": pl.String,
+    "first_seen": pl.Datetime("us"),
+    "identities": pl.Int64,
+    "records": pl.Int64,
+}
 HASH_TYPES = ("phone_md5", "phone_sha256")
+
+
+@dataclass(frozen=True)
+class Hints:
+    """Facts from outside the observations given, so that resolving a subset gives the same answer as the whole.
+
+    `shared_keys` (id_type, scope, id_value): observed identities known to be shared; a linking identity any of
+    whose observations carries one of these keys is shared. `phones` (id_value, unusable_reason): plain phones
+    seen elsewhere, which hashed phones may translate to. Used by incremental runs (identity.incremental).
+    """
+
+    shared_keys: pl.DataFrame | None = None
+    phones: pl.DataFrame | None = None
 
 
 @dataclass
@@ -53,6 +86,10 @@ class Resolution:
     observations: pl.DataFrame
     stats: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    # one row per user (also users with no records): anchor, first_seen, identities, records
+    users: pl.DataFrame | None = None
+    # one row per distinct link in link order, with status joined / redundant / rejected (resolve(links=True))
+    links: pl.DataFrame | None = None
 
     def tables(self) -> dict[str, pl.DataFrame]:
         """The five contract tables by their `identity.*` names."""
@@ -83,7 +120,7 @@ def _dense(*columns: str) -> pl.Expr:
     return (key.rank("dense") - 1).cast(pl.Int64)
 
 
-def _translate_hashed_phones(obs: pl.DataFrame) -> pl.DataFrame:
+def _translate_hashed_phones(obs: pl.DataFrame, extra_phones: pl.DataFrame | None = None) -> pl.DataFrame:
     """Adds link_type/link_value: a phone hash that is the hash of a phone seen in plain becomes that phone.
 
     Translating beats emitting every phone's hashes as extra identities: the graph keeps one node per phone, and
@@ -97,7 +134,11 @@ def _translate_hashed_phones(obs: pl.DataFrame) -> pl.DataFrame:
     wanted = set(hashed["id_value"].unique().to_list())
     hashers = [getattr(hashlib, name.removeprefix("phone_")) for name in sorted(set(hashed["id_type"].unique()))]
     phones = obs.filter((pl.col("id_type") == "phone") & pl.col("id_value").is_not_null())
-    phones = phones.select("id_value", "unusable_reason").unique(subset="id_value")
+    phones = phones.select("id_value", "unusable_reason")
+    if extra_phones is not None and extra_phones.height:
+        phones = pl.concat([phones, extra_phones.select("id_value", "unusable_reason").cast(phones.schema)])
+    # one reason per phone whatever the row order: the reason depends only on the value
+    phones = phones.unique(subset="id_value", keep="first")
     to_phone, phone_reason = {}, {}
     for phone, reason in phones.iter_rows():
         data = phone.encode("ascii")
@@ -121,7 +162,37 @@ def _translate_hashed_phones(obs: pl.DataFrame) -> pl.DataFrame:
     ).with_columns(usable=pl.col("unusable_reason").is_null())
 
 
-def _shared_keys(links: pl.DataFrame, config: IdentityConfig) -> pl.Series:
+def _with_key_ranks(links: pl.DataFrame) -> pl.DataFrame:
+    """Adds `_oid`, the text rank of the observed key (id_type, scope, id_value), and `_key`, the text rank of the
+    link key (link_type, scope, link_value) on the same scale.
+
+    One string sort instead of two: a link key differs from its observed key only for a translated hash, whose
+    link key (phone, '', p) is usually the observed key of the plain phone p among the links (its rows are usable
+    whenever the hash is). When some is not (a phone known only from incremental hints), both are ranked.
+    """
+    links = links.with_columns(_oid=_dense("id_type", "scope", "id_value"))
+    differs = (pl.col("link_type") != pl.col("id_type")) | (pl.col("link_value") != pl.col("id_value"))
+    translated = links.filter(differs).select("_row", "link_type", "scope", "link_value")
+    if translated.height == 0:
+        return links.with_columns(_key=pl.col("_oid"))
+    wanted = translated["link_value"].unique().implode()
+    plain = (
+        links.filter((pl.col("id_type") == "phone") & pl.col("id_value").is_in(wanted))
+        .select(pl.col("id_type").alias("link_type"), "scope", pl.col("id_value").alias("link_value"), "_oid")
+        .unique(subset=["link_type", "scope", "link_value"])
+    )
+    found = translated.join(plain, on=["link_type", "scope", "link_value"], how="left")
+    if found["_oid"].null_count():
+        return links.with_columns(_key=_dense("link_type", "scope", "link_value"))
+    key_of = found.select("_row", pl.col("_oid").alias("_translated"))
+    return (
+        links.join(key_of, on="_row", how="left", maintain_order="left")
+        .with_columns(_key=pl.coalesce("_translated", "_oid"))
+        .drop("_translated")
+    )
+
+
+def _shared_keys(links: pl.DataFrame, config: IdentityConfig, hints: Hints | None = None) -> pl.Series:
     """`_key`s of non-unique identities seen on records that together hold more than `shared_threshold` values
     of one unique (type, scope) class: a front-desk phone, a staff member's own number, a shared device."""
     is_unique = pl.col("link_type").is_in(list(config.unique_types))
@@ -137,13 +208,42 @@ def _shared_keys(links: pl.DataFrame, config: IdentityConfig) -> pl.Series:
         .group_by("_key", "_class")
         .agg(pl.col("_held").n_unique().alias("_values"))
     )
-    return counts.filter(pl.col("_values") > config.shared_threshold)["_key"].unique()
+    shared = counts.filter(pl.col("_values") > config.shared_threshold)["_key"]
+    if hints is not None and hints.shared_keys is not None and hints.shared_keys.height:
+        known = hints.shared_keys.select("id_type", "scope", "id_value").cast(pl.String)
+        # a shared hash shares the phone it translates to, even when none of its records are given here
+        hashed = set(known.filter(pl.col("id_type").is_in(HASH_TYPES))["id_value"].to_list())
+        if hashed:
+            phones = links.filter(pl.col("link_type") == "phone")["link_value"].unique().to_list()
+            hit = [phone for phone in phones if hashed.intersection(phone_hashes(phone))]
+            known = pl.concat([known, pl.DataFrame({"id_type": "phone", "scope": "", "id_value": hit}).cast(pl.String)])
+        hinted = pl.concat(
+            [
+                links.join(known, on=["id_type", "scope", "id_value"], how="semi")["_key"],
+                links.join(
+                    known.rename({"id_type": "link_type", "id_value": "link_value"}),
+                    on=["link_type", "scope", "link_value"],
+                    how="semi",
+                )["_key"],
+            ]
+        )
+        shared = pl.concat([shared, hinted])
+    return shared.unique()
 
 
-def resolve(observations: pl.DataFrame, config: IdentityConfig | None = None, *, engine: str = "auto") -> Resolution:
+def resolve(
+    observations: pl.DataFrame,
+    config: IdentityConfig | None = None,
+    *,
+    engine: str = "auto",
+    links: bool = False,
+    hints: Hints | None = None,
+) -> Resolution:
     """Resolve observations (source, record_id, id_type, scope, id_value, observed_at[, strength]) to users.
 
     engine: "auto" uses numba when installed, "python" forces the interpreted kernel (same results).
+    links: also build `Resolution.links` (every distinct link with its status), which `explain` and stable ids
+    need; it costs a few joins. hints: see `Hints` (incremental runs).
     """
     if config is None:
         config = IdentityConfig()
@@ -162,14 +262,14 @@ def resolve(observations: pl.DataFrame, config: IdentityConfig | None = None, *,
     obs = obs.with_columns(rid=_dense("source", "record_id"))
     records = obs.select("rid", "source", "record_id").filter(pl.col("rid").is_first_distinct()).sort("rid")
     n_records = records.height
-    obs = _translate_hashed_phones(obs).with_row_index("_row")
+    obs = _translate_hashed_phones(obs, hints.phones if hints is not None else None).with_row_index("_row")
     lap("translate")
 
-    links = obs.filter(pl.col("usable")).select(
+    want_links, links = links, obs.filter(pl.col("usable")).select(
         "_row", "rid", "source", "id_type", "scope", "id_value", "link_type", "link_value", "strength", "observed_at"
     )
-    links = links.with_columns(_key=_dense("link_type", "scope", "link_value"))
-    shared = _shared_keys(links, config)
+    links = _with_key_ranks(links)
+    shared = _shared_keys(links, config, hints)
     if len(shared):
         shared_rows = links.filter(pl.col("_key").is_in(shared.implode()))["_row"]
         obs = obs.with_columns(
@@ -180,7 +280,8 @@ def resolve(observations: pl.DataFrame, config: IdentityConfig | None = None, *,
         links = links.filter(~pl.col("_key").is_in(shared.implode()))
     lap("shared")
 
-    links = links.with_columns(iid=_dense("_key"), oid=_dense("id_type", "scope", "id_value")).drop("_key")
+    # `_oid` (the observed key's text rank) keeps its order after the shared links left; dense again for joins
+    links = links.with_columns(iid=_dense("_key"), oid=_dense("_oid")).drop("_key", "_oid")
     first_seen = links.group_by("iid").agg(pl.col("observed_at").min().alias("first_seen"))
     nodes = (
         links.select("iid", "link_type", "scope", "link_value")
@@ -203,14 +304,16 @@ def resolve(observations: pl.DataFrame, config: IdentityConfig | None = None, *,
             "rid",
             "oid",
             "iid",
+            "_row",
             (pl.col("strength") == "weak").cast(pl.Int8).alias("_strength"),
             pl.col("id_type").replace_strict(type_rank, return_dtype=pl.Int32).alias("_type"),
             pl.col("source").replace_strict(source_rank, return_dtype=pl.Int32).alias("_source"),
             pl.col("observed_at").dt.epoch("us").fill_null(np.iinfo(np.int64).max).alias("_time"),
         )
         .sort("_strength", "_type", "_source", "_time", "rid", "oid")
-        .filter(pl.struct("rid", "iid").is_first_distinct())
-        .select("rid", "oid", "iid")
+        # one int64 per (record, identity) pair: much cheaper to deduplicate than a struct
+        .filter((pl.col("rid") * (n_identities + 1) + pl.col("iid")).is_first_distinct())
+        .select("rid", "oid", "iid", "_row")
     )
 
     nodes = nodes.with_columns(_rank=pl.col("link_type").replace_strict(type_rank, return_dtype=pl.Int32))
@@ -226,7 +329,7 @@ def resolve(observations: pl.DataFrame, config: IdentityConfig | None = None, *,
     node_class[n_records + classed["iid"].to_numpy()] = classed["class_id"].to_numpy()
     lap("order")
 
-    roots, rejected = greedy_union(
+    roots, rejected, joined = greedy_union(
         n_records + n_identities,
         ordered["rid"].to_numpy(),
         ordered["iid"].to_numpy() + n_records,
@@ -246,6 +349,7 @@ def resolve(observations: pl.DataFrame, config: IdentityConfig | None = None, *,
         .agg(
             pl.len().cast(pl.Int64).alias("identities"),
             pl.concat_str(["link_type", "scope", "link_value"], separator="\t").first().alias("anchor"),
+            pl.col("first_seen").first(),
         )
     )
     # a record whose identifiers were all unusable is a cluster on its own
@@ -253,8 +357,9 @@ def resolve(observations: pl.DataFrame, config: IdentityConfig | None = None, *,
         "root",
         pl.lit(0, dtype=pl.Int64).alias("identities"),
         pl.concat_str(["source", "record_id"], separator="/").alias("anchor"),
+        pl.lit(None, dtype=pl.Datetime("us")).alias("first_seen"),
     )
-    users = pl.concat([anchored, bare])
+    users = pl.concat([anchored, bare.cast(anchored.schema)])
     users = users.with_columns(user_id=pl.Series([user_id_for(a) for a in users["anchor"]], dtype=pl.String))
     if users["user_id"].n_unique() != users.height:
         raise RuntimeError("two clusters hash to one user_id; 64-bit ids should make this practically impossible")
@@ -278,6 +383,7 @@ def resolve(observations: pl.DataFrame, config: IdentityConfig | None = None, *,
         .with_columns(reason=pl.concat_str([pl.lit("unique_conflict:"), pl.col("_class_type")]))
         .select(list(REJECTED_SCHEMA))
     )
+    record_rows = record_map
     record_map = record_map.select(list(RECORD_MAP_SCHEMA))
 
     blocked_values = (
@@ -291,6 +397,31 @@ def resolve(observations: pl.DataFrame, config: IdentityConfig | None = None, *,
 
     sizes = record_map.group_by("user_id").len()
     with_records = users.join(sizes, on="user_id", how="semi")
+    users_table = (
+        users.join(sizes.rename({"len": "records"}), on="user_id", how="left")
+        .with_columns(pl.col("records").fill_null(0))
+        .sort("user_id")
+        .select(list(USERS_SCHEMA))
+        .cast(USERS_SCHEMA)
+    )
+    links_table = None
+    if want_links:
+        status = (
+            pl.when(pl.Series(rejected) >= 0)
+            .then(pl.lit("rejected"))
+            .when(pl.Series(joined) == 1)
+            .then(pl.lit("joined"))
+            .otherwise(pl.lit("redundant"))
+        )
+        links_table = (
+            ordered.with_columns(status=pl.select(status).to_series())
+            .join(record_rows.select("rid", "source", "record_id", "user_id"), on="rid", maintain_order="left")
+            .join(observed_keys.select("oid", "id_type", "scope", "id_value"), on="oid", maintain_order="left")
+            .join(nodes.select("iid", "link_type", "link_value"), on="iid", maintain_order="left")
+            .join(links.select("_row", "strength", "observed_at"), on="_row", maintain_order="left")
+            .select(list(LINKS_SCHEMA))
+            .cast(LINKS_SCHEMA)
+        )
     histogram = with_records.group_by("identities").len().sort("identities")
     stats = {
         "records": n_records,
@@ -312,4 +443,6 @@ def resolve(observations: pl.DataFrame, config: IdentityConfig | None = None, *,
         observations=obs.select(OUTPUT_COLUMNS),
         stats=stats,
         timings=timings,
+        users=users_table,
+        links=links_table,
     )

@@ -1,12 +1,37 @@
-"""Identity resolution as Dagster assets: raw tables → observations → one user id per person."""
+"""Identity resolution as Dagster assets: raw tables → observations → one user id per person.
 
+The warehouse keeps the identity state between runs (docs/identity.md, "State"): the latest identity tables in
+schema `identity`, the id registry, merge log and run log in schema `identity_state`. Each run is incremental
+when it can be (same rules, and every observation of the last run still there): only the users the new
+observations touch are resolved again; otherwise it is a full run against the same state, so ids stay stable.
+A run whose largest user exceeds `max_user_size` (config/identity.yml) is not published: its tables go to schema
+`identity_candidate` and the blocking `identity_graph_health` check fails, so the marts are not rebuilt on it.
+"""
+
+
+import json
+import time
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetKey, AssetOut, MetadataValue, Output, multi_asset
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetKey,
+    AssetOut,
+    MetadataValue,
+    Output,
+    asset_check,
+    multi_asset,
+)
 from dagster_duckdb import DuckDBResource
 
 import identity
+from identity.health import graph_health, markdown
+from identity.state import HISTORY_SCHEMA, as_input, config_hash, load_state, run, save_state, write_table
 from pipelines.defs.ingest import RAW_ASSET_KEYS
 from pipelines.defs.resources import OneIdPaths
 from pipelines.observations import load_record_specs, observations_sql, records_sql
@@ -17,7 +42,13 @@ IDENTITY_TABLES = {
     "id_map": "One row per usable identity (id_type, scope, value): the unified user id holding it.",
     "rejected_links": "One row per link refused because it would give a user two values of a unique type.",
     "blocked_values": "One row per identifier value that links nothing: junk, blocklisted or shared.",
+    "users": "One row per unified user: anchor identity, first seen, identities and records held.",
+    "links": "One row per record-identity link with its fate: joined (spanning tree), redundant or rejected.",
+    "merge_log": "Every merge and split of user ids across runs: old id, new id, run, the link or reason.",
+    "runs": "One row per identity run: full or incremental, records resolved, new users, merges, splits.",
 }
+CANDIDATE_SCHEMA = "identity_candidate"
+ATTEMPT_TABLE = "last_attempt"
 
 
 def read_observations(con, config_dir: Path) -> pl.DataFrame:
@@ -35,10 +66,21 @@ def read_observations(con, config_dir: Path) -> pl.DataFrame:
     return pl.concat([observed, bare.cast(observed.schema)])
 
 
-def write_table(con, schema: str, table: str, frame: pl.DataFrame) -> None:
-    arrow_table = frame.to_arrow()  # noqa: F841 -- DuckDB scans the local variable by name
-    con.execute(f'create schema if not exists "{schema}"')
-    con.execute(f'create or replace table "{schema}"."{table}" as select * from arrow_table')
+def plan_run(state, observations: pl.DataFrame, config) -> tuple[bool, pl.DataFrame, str]:
+    """(incremental?, observations to give `run`, why). Incremental when the state was made with the same rules
+    and every one of its observations is still there; the batch is then the observations it has not seen."""
+    if state is None:
+        return False, observations, "no state yet"
+    if state.last_run["config_hash"] != config_hash(config):
+        return False, observations, "identity rules changed"
+    keys = ["source", "record_id", "id_type", "scope", "raw_value", "observed_at", "strength"]
+    current = identity.normalize_observations(observations, config)
+    previous = state.observations.select(keys).cast(current.select(keys).schema)
+    gone = previous.join(current.select(keys), on=keys, how="anti", nulls_equal=True)
+    if gone.height:
+        return False, observations, f"{gone.height} observations of the last run are gone or changed"
+    batch = current.join(previous, on=keys, how="anti", nulls_equal=True)
+    return True, as_input(batch), f"{batch.height} new observations"
 
 
 @multi_asset(
@@ -50,37 +92,121 @@ def write_table(con, schema: str, table: str, frame: pl.DataFrame) -> None:
     compute_kind="python",
 )
 def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResource, paths: OneIdPaths):
-    """Resolves every record of every raw source to one unified user id, with the rules of config/identity.yml."""
+    """Resolves every record of every raw source to one unified user id, with the rules of config/identity.yml,
+    keeping ids stable across runs (state in the warehouse) and re-resolving only what new data touches."""
     config_dir = Path(paths.config_dir)
     config = identity.load_config(config_dir / "identity.yml")
+    started = datetime.now().replace(microsecond=0)
+    clock = time.perf_counter()
     with warehouse.get_connection() as con:
+        state = load_state(con)
         observations = read_observations(con, config_dir)
-        resolution = identity.resolve(observations, config)
-        tables = {
-            "observations": resolution.observations,
-            "record_map": resolution.record_map,
-            "id_map": resolution.id_map,
-            "rejected_links": resolution.rejected_links,
-            "blocked_values": resolution.blocked_values,
-        }
-        con.execute("begin transaction")
-        for name, frame in tables.items():
-            write_table(con, "identity", name, frame)
-        con.execute("commit")
-    stats = resolution.stats
-    context.log.info(f"identity resolution: {stats}")
-    for name, frame in tables.items():
-        metadata = {"rows": MetadataValue.int(frame.height)}
+        incremental, given, why = plan_run(state, observations, config)
+        result = run(given, config, state, incremental=incremental, started_at=started)
+        health = graph_health(
+            result.state.tables(), result.run, result.events, max_user_size=config.max_user_size
+        )
+        published = health["passed"]
+        if published:
+            save_state(con, result.state)
+        else:
+            # keep the previous tables; leave the candidate where people can look at it
+            con.execute("begin transaction")
+            for name, frame in result.state.tables().items():
+                write_table(con, CANDIDATE_SCHEMA, name, frame)
+            con.execute("commit")
+        attempt = pl.DataFrame(
+            [
+                {
+                    "attempted_at": started,
+                    "run_id": result.run["run_id"],
+                    "mode": result.run["mode"],
+                    "published": published,
+                    "largest_user_size": health["largest_user_size"],
+                    "max_user_size": config.max_user_size,
+                    "health": json.dumps({k: v for k, v in health.items() if k != "run"}, default=str),
+                }
+            ]
+        )
+        write_table(con, HISTORY_SCHEMA, ATTEMPT_TABLE, attempt)
+    seconds = time.perf_counter() - clock
+    info = result.run
+    context.log.info(
+        f"identity run {info['run_id']} ({info['mode']}: {why}): {info['resolved_records']:,} of "
+        f"{info['records']:,} records resolved in {seconds:.1f}s; {info['new_users']} new users, "
+        f"{info['merges']} merges, {info['splits']} splits; published: {published}"
+    )
+    if not published:
+        context.log.error(
+            f"largest user holds {health['largest_user_size']:,} records > max_user_size "
+            f"{config.max_user_size:,}: not published (see schema {CANDIDATE_SCHEMA})"
+        )
+    tables = result.state.tables()
+    tables_md = markdown(health)
+    for name in IDENTITY_TABLES:
+        metadata = {"rows": MetadataValue.int(tables[name].height), "published": MetadataValue.bool(published)}
         if name == "record_map":
             metadata.update(
                 {
-                    "users": MetadataValue.int(int(stats["users"])),
-                    "largest_user_size": MetadataValue.int(int(stats["largest_user_size"])),
-                    "links_rejected": MetadataValue.int(int(stats["links_rejected"])),
-                    "values_blocked": MetadataValue.int(int(stats["values_blocked"])),
+                    "mode": MetadataValue.text(f"{info['mode']} ({why})"),
+                    "run_id": MetadataValue.int(int(info["run_id"])),
+                    "records_resolved": MetadataValue.int(int(info["resolved_records"])),
+                    "seconds": MetadataValue.float(round(seconds, 3)),
+                    "users": MetadataValue.int(int(health["users"])),
+                    "new_users": MetadataValue.int(int(info["new_users"])),
+                    "merges": MetadataValue.int(int(info["merges"])),
+                    "splits": MetadataValue.int(int(info["splits"])),
+                    "largest_user_size": MetadataValue.int(int(health["largest_user_size"])),
+                    "links_rejected": MetadataValue.int(int(result.resolution.stats["links_rejected"])),
+                    "values_blocked": MetadataValue.int(int(result.resolution.stats["values_blocked"])),
+                    "values_shared": MetadataValue.int(int(result.resolution.stats["values_shared"])),
+                    "size_distribution": MetadataValue.md(tables_md["size_distribution"]),
                 }
             )
         yield Output(None, output_name=name, metadata=metadata)
 
 
-identity_checks: list = []
+@asset_check(
+    asset=AssetKey(["identity", "record_map"]),
+    name="identity_graph_health",
+    blocking=True,
+    description="Cluster sizes, largest users, identifiers per user, blocked/shared values, refused links, merges "
+    "and splits of the last run. Fails (and blocks the marts) when the largest user exceeds max_user_size.",
+)
+def identity_graph_health(context: AssetCheckExecutionContext, warehouse: DuckDBResource) -> AssetCheckResult:
+    with warehouse.get_connection() as con:
+        rows = con.sql(
+            f'select published, largest_user_size, max_user_size, health, run_id, mode '
+            f'from "{HISTORY_SCHEMA}"."{ATTEMPT_TABLE}"'
+        ).fetchall()
+    if not rows:
+        return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, description="no identity run yet")
+    published, largest, limit, health_json, run_id, mode = rows[0]
+    health = json.loads(health_json)
+    tables_md = markdown(health)
+    description = (
+        f"run {run_id} ({mode}): largest user {largest:,} records"
+        + (f" (limit {limit:,})" if limit is not None else " (no limit)")
+        + ("" if published else f"; NOT published, candidate tables in schema {CANDIDATE_SCHEMA}")
+    )
+    return AssetCheckResult(
+        passed=bool(published),
+        severity=AssetCheckSeverity.ERROR,
+        description=description,
+        metadata={
+            "users": MetadataValue.int(int(health["users"])),
+            "largest_user_size": MetadataValue.int(int(largest)),
+            "max_user_size": MetadataValue.int(int(limit)) if limit is not None else MetadataValue.text("none"),
+            "mean_identities_per_user": MetadataValue.float(float(health["mean_identities_per_user"])),
+            "size_distribution": MetadataValue.md(tables_md["size_distribution"]),
+            "largest_users": MetadataValue.md(tables_md["largest_users"]),
+            "identities_per_user": MetadataValue.md(tables_md["identities_per_user"]),
+            "blocked_values": MetadataValue.json(health["blocked_values"]),
+            "rejected_links": MetadataValue.json(health["rejected_links"]),
+            "merges": MetadataValue.int(int(health["merges"])),
+            "splits": MetadataValue.int(int(health["splits"])),
+        },
+    )
+
+
+identity_checks: list = [identity_graph_health]

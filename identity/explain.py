@@ -1,0 +1,239 @@
+"""Why is this value this user? The user holding an identity, everything it holds and where each was seen, the
+chain of links from the value to every other identity, the refused and blocked links around it, and its history.
+
+Works on the identity tables (a `Resolution` with `links`, or a state / warehouse), never re-resolves anything.
+The same questions as SQL are in docs/identity.md ("Explain").
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import polars as pl
+
+from identity.config import IdentityConfig
+from identity.normalize import BLOCK_REASONS, normalize_observations
+
+ID_KEY = ["id_type", "scope", "id_value"]
+
+
+def normalize_value(id_type: str, value: str, scope: str = "", config: IdentityConfig | None = None) -> dict:
+    row = pl.DataFrame(
+        {"source": ["explain"], "record_id": ["explain"], "id_type": [id_type], "scope": [scope], "id_value": [value]}
+    )
+    return normalize_observations(row, config).row(0, named=True)
+
+
+def _history(merge_log: pl.DataFrame, user_id: str) -> pl.DataFrame:
+    """Events of the user and of every id that was merged or split into it, transitively, oldest first."""
+    ids, frontier = {user_id}, {user_id}
+    while frontier:
+        earlier = set(merge_log.filter(pl.col("new_user_id").is_in(list(frontier)))["old_user_id"].to_list()) - ids
+        ids |= earlier
+        frontier = earlier
+    touching = pl.col("old_user_id").is_in(list(ids)) | pl.col("new_user_id").is_in(list(ids))
+    return merge_log.filter(touching).sort("run_id", "event", "old_user_id")
+
+
+def _chains(links: pl.DataFrame, start: tuple) -> dict:
+    """identity node -> path of (record, identity) steps from `start`, over the links that joined sets: they form
+    a spanning tree of the user, so each path is the unique chain the greedy union actually used."""
+    graph: dict = {}
+    for row in links.filter(pl.col("status") == "joined").iter_rows(named=True):
+        record = ("record", row["source"], row["record_id"])
+        node = ("identity", row["link_type"], row["scope"], row["link_value"])
+        graph.setdefault(record, []).append((node, row))
+        graph.setdefault(node, []).append((record, row))
+    previous = {start: None}
+    queue = deque([start])
+    while queue:
+        here = queue.popleft()
+        for there, row in graph.get(here, []):
+            if there not in previous:
+                previous[there] = (here, row)
+                queue.append(there)
+    paths = {}
+    for node in previous:
+        if node[0] != "identity" or node == start:
+            continue
+        steps, at = [], node
+        while previous[at] is not None:
+            at, row = previous[at]
+            steps.append(row)
+        paths[node] = list(reversed(steps))
+    return paths
+
+
+def explain(
+    tables: dict[str, pl.DataFrame],
+    id_type: str,
+    value: str,
+    scope: str = "",
+    config: IdentityConfig | None = None,
+) -> dict:
+    """Everything about the user holding (id_type, scope, value). `tables` needs observations, id_map,
+    record_map, links, rejected_links and blocked_values; merge_log is optional.
+
+    Returns a dict: `query` (the normalized identity), `status` (`found`, `blocked`, `unusable`, `unknown`),
+    and when found: `user_id`, `records`, `identities` (each with `seen`: where and when), `chains`
+    (identity -> list of link steps), `rejected`, `blocked`, `history`.
+    """
+    norm = normalize_value(id_type, value, scope, config)
+    key = {"id_type": norm["id_type"], "scope": norm["scope"], "id_value": norm["id_value"]}
+    is_key = pl.all_horizontal([pl.col(name) == value for name, value in key.items()]) if key["id_value"] else None
+    result: dict = {"query": key, "raw_value": value}
+    observations = tables["observations"]
+    if norm["id_value"] is None or norm["unusable_reason"] not in (None, *BLOCK_REASONS):
+        result.update(status="unusable", reason=norm["unusable_reason"])
+        return result
+    blocked = tables["blocked_values"].filter(is_key)
+    found = tables["id_map"].filter(is_key)
+    if found.height == 0:
+        if blocked.height:
+            carriers = observations.filter(
+                (pl.col("id_type") == key["id_type"])
+                & (pl.col("scope") == key["scope"])
+                & (pl.col("id_value") == key["id_value"])
+            ).select("source", "record_id", "observed_at", "unusable_reason")
+            result.update(status="blocked", blocked=blocked.to_dicts(), carriers=carriers.to_dicts())
+        else:
+            result.update(status="unknown")
+        return result
+
+    user_id = found["user_id"].item()
+    records = tables["record_map"].filter(pl.col("user_id") == user_id).select("source", "record_id")
+    identities = tables["id_map"].filter(pl.col("user_id") == user_id).select(ID_KEY)
+    seen = (
+        observations.join(identities, on=ID_KEY, how="semi")
+        .join(records, on=["source", "record_id"], how="semi")
+        .select(*ID_KEY, "source", "record_id", "observed_at", "strength")
+        .sort(*ID_KEY, "observed_at", "source", "record_id", nulls_last=True)
+    )
+    identity_rows = []
+    for ident in identities.sort(ID_KEY).iter_rows(named=True):
+        where = seen.filter(
+            (pl.col("id_type") == ident["id_type"])
+            & (pl.col("scope") == ident["scope"])
+            & (pl.col("id_value") == ident["id_value"])
+        )
+        seen_at = where.select("source", "record_id", "observed_at", "strength").to_dicts()
+        identity_rows.append({**ident, "seen": seen_at})
+
+    user_links = tables["links"].filter(pl.col("user_id") == user_id)
+    start_row = user_links.filter(is_key)
+    if start_row.height:
+        start = ("identity", start_row["link_type"][0], key["scope"], start_row["link_value"][0])
+    else:
+        start = ("identity", key["id_type"], key["scope"], key["id_value"])
+    chains = {
+        f"{node[1]}\t{node[2]}\t{node[3]}": [
+            {name: row[name] for name in ("source", "record_id", "id_type", "scope", "id_value", "link_type",
+                                           "link_value", "observed_at", "strength")}
+            for row in steps
+        ]
+        for node, steps in sorted(_chains(user_links, start).items())
+    }
+    rejected = tables["rejected_links"].filter(
+        (pl.col("user_id") == user_id) | (pl.col("conflicting_user_id") == user_id)
+    )
+    blocked_links = observations.join(records, on=["source", "record_id"], how="semi").filter(
+        pl.col("unusable_reason").is_in(BLOCK_REASONS)
+    )
+    merge_log = tables.get("merge_log")
+    history = _history(merge_log, user_id) if merge_log is not None and merge_log.height else None
+    result.update(
+        status="found",
+        user_id=user_id,
+        records=records.sort("source", "record_id").to_dicts(),
+        identities=identity_rows,
+        chains=chains,
+        rejected=rejected.to_dicts(),
+        blocked=blocked_links.select("source", "record_id", *ID_KEY, "raw_value", "unusable_reason").to_dicts(),
+        history=history.to_dicts() if history is not None else [],
+    )
+    return result
+
+
+def _ident(id_type: str, scope: str, value: str) -> str:
+    return f"{id_type}:{scope}:{value}" if scope else f"{id_type}:{value}"
+
+
+def _when(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "time unknown"
+
+
+def render(result: dict) -> str:
+    """The explanation as text for a terminal."""
+    q = result["query"]
+    asked = _ident(q["id_type"], q["scope"], q["id_value"] if q["id_value"] is not None else result["raw_value"])
+    lines = []
+    if result["status"] == "unusable":
+        return f"{asked}: not an identity ({result['reason']}); it links nothing"
+    if result["status"] == "unknown":
+        return f"{asked}: not seen in this resolution"
+    if result["status"] == "blocked":
+        reasons = ", ".join(f"{row['reason']} ({row['records']} records)" for row in result["blocked"])
+        lines.append(f"{asked}: blocked: {reasons}; it links nothing. Records carrying it:")
+        for row in result["carriers"]:
+            lines.append(f"  {row['source']}/{row['record_id']}  {_when(row['observed_at'])}")
+        return "\n".join(lines)
+
+    lines.append(
+        f"{asked} -> user {result['user_id']} "
+        f"({len(result['records'])} records, {len(result['identities'])} identities)"
+    )
+    lines.append("")
+    lines.append("Identities (where each was seen):")
+    for ident in result["identities"]:
+        lines.append(f"  {_ident(ident['id_type'], ident['scope'], ident['id_value'])}")
+        for seen in ident["seen"]:
+            lines.append(
+                f"      {seen['source']}/{seen['record_id']}  {_when(seen['observed_at'])}  {seen['strength']}"
+            )
+        if not ident["seen"]:
+            lines.append("      (every link to it was refused; it is held by this user alone)")
+    lines.append("")
+    lines.append(f"Chains of links from {asked}:")
+    if not result["chains"]:
+        lines.append("  (no other identity)")
+    for target, steps in result["chains"].items():
+        # the path alternates identity - record - identity: one hop per record it passes through
+        text = asked
+        for enter, leave in zip(steps[0::2], steps[1::2]):
+            via = _ident(leave["id_type"], leave["scope"], leave["id_value"])
+            if (leave["link_type"], leave["link_value"]) != (leave["id_type"], leave["id_value"]):
+                via += f" (= {_ident(leave['link_type'], leave['scope'], leave['link_value'])})"
+            times = sorted({_when(enter["observed_at"]), _when(leave["observed_at"])})
+            text += f"\n      -- {enter['source']}/{enter['record_id']} [{', '.join(times)}] --> {via}"
+        lines.append(f"  to {_ident(*target.split(chr(9), 2))}:\n      {text}")
+    lines.append("")
+    lines.append("Refused links touching the user:")
+    if not result["rejected"]:
+        lines.append("  none")
+    for row in result["rejected"]:
+        lines.append(
+            f"  {row['source']}/{row['record_id']} -- {_ident(row['id_type'], row['scope'], row['id_value'])}: "
+            f"{row['reason']} (record's user {row['user_id']}, identity's user {row['conflicting_user_id']})"
+        )
+    lines.append("Blocked values on its records:")
+    if not result["blocked"]:
+        lines.append("  none")
+    for row in result["blocked"]:
+        lines.append(
+            f"  {row['source']}/{row['record_id']} -- {_ident(row['id_type'], row['scope'], row['id_value'])}: "
+            f"{row['unusable_reason']}"
+        )
+    lines.append("History (merges and splits):")
+    if not result["history"]:
+        lines.append("  none")
+    for row in result["history"]:
+        cause = ""
+        if row["id_value"] is not None:
+            cause = f" via {_ident(row['id_type'], row['scope'], row['id_value'])}"
+            if row["source"] is not None:
+                cause += f" on {row['source']}/{row['record_id']}"
+        lines.append(
+            f"  run {row['run_id']}: {row['event']} {row['old_user_id']} -> {row['new_user_id']} "
+            f"({row['reason']}{cause})"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,685 @@
+"""Stable user ids between runs (rule 6) and incremental runs (rule 7).
+
+A *state* is what the previous run left: its identity tables (observations, record_map, id_map, rejected_links,
+blocked_values, users, links) plus the history no single run recomputes: every user id ever issued
+(`user_ids`), the merge log and the run log. `run()` resolves afresh (every cluster gets the deterministic id of
+its anchor, as without state), then maps the fresh clusters onto the previous users:
+
+- every previous user U *lives on* in the fresh cluster holding most of its identities (then most of its
+  records; ties by the fresh id);
+- a fresh cluster in which several previous users live on keeps the id of the one first seen earliest
+  (`users.first_seen`, nulls last, then the smaller id); the others are logged as `merge` (old -> new) with the
+  link at which the two parts first met;
+- the other parts of a previous user are logged as `split` (old -> the id their cluster gets), with the reason:
+  an identity of the old user now blocked, or a link now refused, or `relinked`;
+- a fresh cluster with nobody living on in it is new: it gets its anchor's id, or, when that id was issued
+  before (an id is never reused), the anchor's id salted with `#1`, `#2`, ...
+
+An incremental run resolves only the components (see `affected_records`) that the new batch touches and copies
+everything else from the state; the result equals a full run over all observations with the same state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+
+from identity.config import IdentityConfig
+from identity.normalize import BLOCK_REASONS, OUTPUT_COLUMNS, normalize_observations, phone_hashes
+from identity.resolution import (
+    BLOCKED_SCHEMA,
+    HASH_TYPES,
+    ID_MAP_SCHEMA,
+    LINKS_SCHEMA,
+    RECORD_MAP_SCHEMA,
+    REJECTED_SCHEMA,
+    USERS_SCHEMA,
+    Hints,
+    Resolution,
+    resolve,
+    user_id_for,
+)
+
+LATEST_SCHEMA = "identity"
+HISTORY_SCHEMA = "identity_state"
+ID_KEY = ["id_type", "scope", "id_value"]
+RECORD_KEY = ["source", "record_id"]
+
+MERGE_LOG_SCHEMA = {
+    "run_id": pl.Int64,
+    "event": pl.String,  # merge | split
+    "old_user_id": pl.String,
+    "new_user_id": pl.String,
+    "reason": pl.String,  # link | blocked:<reason> | unique_conflict:<type> | relinked
+    "source": pl.String,
+    "record_id": pl.String,
+    "id_type": pl.String,
+    "scope": pl.String,
+    "id_value": pl.String,
+}
+USER_IDS_SCHEMA = {
+    "user_id": pl.String,
+    "created_run": pl.Int64,
+    "retired_run": pl.Int64,
+    "retired_into": pl.String,
+}
+RUNS_SCHEMA = {
+    "run_id": pl.Int64,
+    "mode": pl.String,  # full | incremental
+    "started_at": pl.Datetime("us"),
+    "config_hash": pl.String,
+    "observations": pl.Int64,
+    "batch_observations": pl.Int64,
+    "resolved_records": pl.Int64,
+    "records": pl.Int64,
+    "users": pl.Int64,
+    "new_users": pl.Int64,
+    "merges": pl.Int64,
+    "splits": pl.Int64,
+    "largest_user_size": pl.Int64,
+}
+LATEST_TABLES = {
+    "observations": None,
+    "record_map": RECORD_MAP_SCHEMA,
+    "id_map": ID_MAP_SCHEMA,
+    "rejected_links": REJECTED_SCHEMA,
+    "blocked_values": BLOCKED_SCHEMA,
+    "users": USERS_SCHEMA,
+    "links": LINKS_SCHEMA,
+}
+HISTORY_TABLES = {"user_ids": USER_IDS_SCHEMA, "merge_log": MERGE_LOG_SCHEMA, "runs": RUNS_SCHEMA}
+
+
+def empty(schema: dict) -> pl.DataFrame:
+    return pl.DataFrame(schema=schema)
+
+
+def config_hash(config: IdentityConfig) -> str:
+    """Fingerprint of the rules that shape the result (not max_user_size, which only decides publishing)."""
+    rules = dataclasses.asdict(config)
+    rules.pop("max_user_size", None)
+    document = json.dumps(rules, sort_keys=True, default=list)
+    return hashlib.sha256(document.encode()).hexdigest()[:16]
+
+
+@dataclass
+class State:
+    """The identity tables of the last run plus the id history. All polars frames."""
+
+    observations: pl.DataFrame  # normalized, as identity.observations
+    record_map: pl.DataFrame
+    id_map: pl.DataFrame
+    rejected_links: pl.DataFrame
+    blocked_values: pl.DataFrame
+    users: pl.DataFrame
+    links: pl.DataFrame
+    user_ids: pl.DataFrame
+    merge_log: pl.DataFrame
+    runs: pl.DataFrame
+
+    @property
+    def last_run(self) -> dict | None:
+        return self.runs.sort("run_id").row(-1, named=True) if self.runs.height else None
+
+    def input_observations(self) -> pl.DataFrame:
+        """The observations the state was resolved from, in input form (raw value, filled strength)."""
+        return as_input(self.observations)
+
+    def tables(self) -> dict[str, pl.DataFrame]:
+        return {name: getattr(self, name) for name in [*LATEST_TABLES, *HISTORY_TABLES]}
+
+
+def as_input(normalized: pl.DataFrame) -> pl.DataFrame:
+    """Normalized observations back in input form: normalizing them again gives the same rows."""
+    return normalized.select(
+        "source", "record_id", "id_type", "scope", pl.col("raw_value").alias("id_value"), "observed_at", "strength"
+    )
+
+
+@dataclass
+class RunResult:
+    resolution: Resolution  # with the stable ids
+    state: State  # the new state, to save
+    run: dict  # this run's row of `runs`
+    events: pl.DataFrame  # this run's rows of the merge log
+
+
+# ---------------------------------------------------------------------------------------------- persistence
+
+
+def _exists(con, schema: str, table: str) -> bool:
+    rows = con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, table]
+    ).fetchall()
+    return rows[0][0] > 0
+
+
+def load_state(con, latest_schema: str = LATEST_SCHEMA, history_schema: str = HISTORY_SCHEMA) -> State | None:
+    """The state in a DuckDB database (`identity` + `identity_state` schemas), or None if it holds no run yet."""
+    if not _exists(con, history_schema, "runs"):
+        return None
+    names = [*LATEST_TABLES, *HISTORY_TABLES]
+    frames = {}
+    for name in names:
+        schema = history_schema if name in HISTORY_TABLES else latest_schema
+        if not _exists(con, schema, name):
+            return None
+        frames[name] = con.sql(f'select * from "{schema}"."{name}"').pl()
+    if frames["runs"].height == 0:
+        return None
+    for name, schema in {**LATEST_TABLES, **HISTORY_TABLES}.items():
+        if schema is not None:
+            frames[name] = frames[name].cast(schema)
+    return State(**frames)
+
+
+def write_table(con, schema: str, table: str, frame: pl.DataFrame) -> None:
+    arrow_table = frame.to_arrow()  # noqa: F841 -- DuckDB scans the local variable by name
+    con.execute(f'create schema if not exists "{schema}"')
+    con.execute(f'create or replace table "{schema}"."{table}" as select * from arrow_table')
+
+
+def save_state(con, state: State, latest_schema: str = LATEST_SCHEMA, history_schema: str = HISTORY_SCHEMA) -> None:
+    """Writes every table in one transaction: a failed run leaves the previous state whole."""
+    con.execute("begin transaction")
+    try:
+        for name, frame in state.tables().items():
+            write_table(con, history_schema if name in HISTORY_TABLES else latest_schema, name, frame)
+        # the history is also published beside the latest tables, for dbt and for people
+        for name in ("merge_log", "runs"):
+            write_table(con, latest_schema, name, getattr(state, name))
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+
+
+# ---------------------------------------------------------------------------------------------- stable ids
+
+
+def _salted_id(anchor: str, taken: set[str]) -> str:
+    candidate, salt = user_id_for(anchor), 0
+    while candidate in taken:
+        salt += 1
+        candidate = user_id_for(f"{anchor}#{salt}")
+    return candidate
+
+
+def _merge_causes(res: Resolution, merged: pl.DataFrame, node_old: dict) -> dict:
+    """(loser, winner) -> the joined link at which the loser's part first met the winner's part.
+
+    Replays the spanning-forest links of the merged clusters in link order with a small union-find whose sets
+    carry the previous user ids of their members.
+    """
+    clusters = set(merged["fresh"].to_list())
+    winners = dict(zip(merged["fresh"].to_list(), merged["winner"].to_list()))
+    joined = res.links.filter((pl.col("status") == "joined") & pl.col("user_id").is_in(list(clusters)))
+    parent: dict = {}
+    olds: dict = {}
+
+    def find(x):
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    causes = {}
+    for row in joined.iter_rows(named=True):
+        a = ("r", row["source"], row["record_id"])
+        b = ("i", row["link_type"], row["scope"], row["link_value"])
+        for node in (a, b):
+            if node not in parent:
+                parent[node] = node
+                olds[node] = {node_old[node]} if node in node_old else set()
+        ra, rb = find(a), find(b)
+        if ra == rb:
+            continue
+        parent[rb] = ra
+        together = olds[ra] | olds.pop(rb)
+        olds[ra] = together
+        winner = winners[row["user_id"]]
+        if winner in together:
+            for old in together:
+                if old != winner and (old, winner) not in causes:
+                    causes[(old, winner)] = row
+    return causes
+
+
+def assign_stable_ids(
+    res: Resolution,
+    prev_id_map: pl.DataFrame,
+    prev_record_map: pl.DataFrame,
+    prev_users: pl.DataFrame,
+    issued: pl.DataFrame,
+    run_id: int,
+) -> tuple[Resolution, pl.DataFrame, pl.DataFrame]:
+    """(resolution with stable ids, merge-log rows of this run, user_ids registry rows created or retired).
+
+    `prev_*` are the previous run's tables (or the part of them about the users this run re-resolves);
+    `issued` is every user id ever issued (`user_ids`), so that no id is handed out twice.
+    """
+    fresh_users = res.users.select(pl.col("user_id").alias("fresh"), "anchor")
+    ids = res.id_map.join(prev_id_map.rename({"user_id": "old"}), on=ID_KEY).select(
+        pl.col("user_id").alias("fresh"), "old", pl.lit(1).alias("n_ids"), pl.lit(0).alias("n_records")
+    )
+    recs = res.record_map.join(prev_record_map.rename({"user_id": "old"}), on=RECORD_KEY).select(
+        pl.col("user_id").alias("fresh"), "old", pl.lit(0).alias("n_ids"), pl.lit(1).alias("n_records")
+    )
+    overlap = (
+        pl.concat([ids, recs])
+        .group_by("old", "fresh")
+        .agg(pl.col("n_ids").sum(), pl.col("n_records").sum())
+    )
+    home = (
+        overlap.sort(["old", "n_ids", "n_records", "fresh"], descending=[False, True, True, False])
+        .group_by("old", maintain_order=True)
+        .first()
+        .select("old", "fresh")
+    )
+    first_seen = prev_users.select(pl.col("user_id").alias("old"), "first_seen")
+    claims = home.join(first_seen, on="old", how="left")
+    winners = (
+        claims.sort(["fresh", "first_seen", "old"], nulls_last=True)
+        .group_by("fresh", maintain_order=True)
+        .first()
+        .select("fresh", pl.col("old").alias("winner"))
+    )
+    losers = claims.join(winners, on="fresh").filter(pl.col("old") != pl.col("winner"))
+    splits = overlap.join(home, on=["old", "fresh"], how="anti").select("old", "fresh")
+
+    # new clusters: the anchor's id unless it was ever issued
+    taken = set(issued["user_id"].to_list()) | set(winners["winner"].to_list())
+    newcomers = fresh_users.join(winners, on="fresh", how="anti").sort("fresh")
+    new_ids = []
+    for fresh, anchor in newcomers.iter_rows():
+        final = fresh if fresh not in taken else _salted_id(anchor, taken)
+        taken.add(final)
+        new_ids.append(final)
+    mapping = pl.concat(
+        [
+            winners.rename({"winner": "final"}),
+            newcomers.select("fresh", pl.Series("final", new_ids, dtype=pl.String)),
+        ]
+    )
+    final_of = dict(zip(mapping["fresh"].to_list(), mapping["final"].to_list()))
+
+    events = []
+    if losers.height:
+        merged_clusters = losers.select("fresh").unique()
+        merged_records = res.record_map.join(merged_clusters.rename({"fresh": "user_id"}), on="user_id", how="semi")
+        merged_links = res.links.join(merged_clusters.rename({"fresh": "user_id"}), on="user_id", how="semi")
+        node_old = {}
+        for source, record_id, old in (
+            prev_record_map.join(merged_records.select(RECORD_KEY), on=RECORD_KEY).select(*RECORD_KEY, "user_id")
+        ).iter_rows():
+            node_old[("r", source, record_id)] = old
+        link_keys = merged_links.select(*ID_KEY, "link_type", "link_value").unique()
+        for link_type, scope, link_value, old in (
+            prev_id_map.join(link_keys, on=ID_KEY).select("link_type", "scope", "link_value", "user_id").iter_rows()
+        ):
+            node_old[("i", link_type, scope, link_value)] = old
+        causes = _merge_causes(res, losers.select("fresh", "winner").unique(), node_old)
+        for old, fresh, winner in losers.select("old", "fresh", "winner").iter_rows():
+            link = causes.get((old, winner)) or {}
+            events.append(
+                (run_id, "merge", old, winner, "link", link.get("source"), link.get("record_id"),
+                 link.get("id_type"), link.get("scope"), link.get("id_value"))
+            )
+    if splits.height:
+        blocked = res.blocked_values.select(*ID_KEY, "reason")
+        why_blocked = (
+            prev_id_map.join(splits.select(pl.col("old").alias("user_id")).unique(), on="user_id")
+            .join(blocked, on=ID_KEY)
+            .sort("user_id", *ID_KEY)
+            .group_by("user_id", maintain_order=True)
+            .first()
+        )
+        blocked_of = {row["user_id"]: row for row in why_blocked.iter_rows(named=True)}
+        rejected_of = {}
+        if res.rejected_links.height:
+            by_record = res.rejected_links.join(
+                prev_record_map.rename({"user_id": "old"}), on=RECORD_KEY
+            )
+            for row in by_record.iter_rows(named=True):
+                rejected_of.setdefault(row["old"], row)
+        for old, fresh in splits.sort("old", "fresh").iter_rows():
+            cause = blocked_of.get(old)
+            if cause is not None:
+                reason = f"blocked:{cause['reason']}"
+                source = record_id = None
+            elif old in rejected_of:
+                cause = rejected_of[old]
+                reason, source, record_id = cause["reason"], cause["source"], cause["record_id"]
+            else:
+                cause, reason, source, record_id = {}, "relinked", None, None
+            events.append(
+                (run_id, "split", old, final_of[fresh], reason, source, record_id,
+                 cause.get("id_type"), cause.get("scope"), cause.get("id_value"))
+            )
+    events_frame = pl.DataFrame(events, schema=MERGE_LOG_SCHEMA, orient="row")
+
+    # registry: ids created now, ids retired now (merged away, or nothing of them left in this part)
+    created = pl.DataFrame({"user_id": new_ids}, schema={"user_id": pl.String}).with_columns(
+        created_run=pl.lit(run_id, dtype=pl.Int64),
+        retired_run=pl.lit(None, dtype=pl.Int64),
+        retired_into=pl.lit(None, dtype=pl.String),
+    )
+    vanished = prev_users.select(pl.col("user_id").alias("old")).join(home, on="old", how="anti")
+    retired = pl.concat(
+        [
+            losers.select("old", pl.col("winner").alias("retired_into")),
+            vanished.with_columns(retired_into=pl.lit(None, dtype=pl.String)),
+        ]
+    ).with_columns(retired_run=pl.lit(run_id, dtype=pl.Int64))
+
+    def rename(frame: pl.DataFrame, column: str) -> pl.DataFrame:
+        return frame.with_columns(pl.col(column).replace_strict(final_of, return_dtype=pl.String))
+
+    stable = dataclasses.replace(
+        res,
+        record_map=rename(res.record_map, "user_id"),
+        id_map=rename(res.id_map, "user_id"),
+        rejected_links=rename(rename(res.rejected_links, "user_id"), "conflicting_user_id"),
+        users=rename(res.users, "user_id").sort("user_id"),
+        links=rename(res.links, "user_id") if res.links is not None else None,
+    )
+    return stable, events_frame, _registry_update(created, retired)
+
+
+def _registry_update(created: pl.DataFrame, retired: pl.DataFrame) -> pl.DataFrame:
+    return pl.concat(
+        [
+            created.cast(USER_IDS_SCHEMA),
+            retired.select(
+                pl.col("old").alias("user_id"),
+                pl.lit(None, dtype=pl.Int64).alias("created_run"),
+                "retired_run",
+                "retired_into",
+            ).cast(USER_IDS_SCHEMA),
+        ]
+    )
+
+
+def _apply_registry(registry: pl.DataFrame, update: pl.DataFrame) -> pl.DataFrame:
+    created = update.filter(pl.col("created_run").is_not_null())
+    retired = update.filter(pl.col("created_run").is_null()).select(
+        "user_id", pl.col("retired_run").alias("_run"), pl.col("retired_into").alias("_into")
+    )
+    merged = pl.concat([registry.cast(USER_IDS_SCHEMA), created.cast(USER_IDS_SCHEMA)])
+    merged = merged.join(retired, on="user_id", how="left", maintain_order="left").with_columns(
+        retired_run=pl.coalesce("_run", "retired_run"),
+        retired_into=pl.when(pl.col("_run").is_not_null()).then(pl.col("_into")).otherwise(pl.col("retired_into")),
+    )
+    return merged.select(list(USER_IDS_SCHEMA)).sort("user_id")
+
+
+# ---------------------------------------------------------------------------------------------- incremental
+
+
+def _components(state: State) -> pl.DataFrame:
+    """user_id -> component: users tied together by refused links form one component of the plain link graph
+    (records and identities, ignoring the uniqueness rule), the unit a greedy run can be redone on alone."""
+    users = state.users.select("user_id")
+    edges = state.rejected_links.select("user_id", "conflicting_user_id").unique()
+    if edges.height == 0:
+        return users.with_columns(component=pl.col("user_id"))
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    index = users.with_row_index("i")
+    pairs = edges.join(index, on="user_id").join(
+        index.rename({"user_id": "conflicting_user_id", "i": "j"}), on="conflicting_user_id"
+    )
+    n = index.height
+    graph = coo_matrix(
+        (np.ones(pairs.height, dtype=np.int8), (pairs["i"].to_numpy(), pairs["j"].to_numpy())), shape=(n, n)
+    )
+    _, labels = connected_components(graph, directed=False)
+    return index.with_columns(component=pl.Series(labels, dtype=pl.Int64)).select("user_id", "component")
+
+
+class _PhoneDigests:
+    """md5/sha256 -> plain phone over the state's distinct phones, computed at most once per run (hashing every
+    phone in Python is the costly part of translating hashes, so only done when a hash needs it)."""
+
+    def __init__(self, state: State):
+        self.state = state
+        self._maps: dict[int, dict[str, str]] = {}  # digest length (32 md5, 64 sha256) -> digest -> phone
+
+    def phones_for(self, digests: set[str]) -> list[str]:
+        found = set()
+        for length, hasher in ((32, hashlib.md5), (64, hashlib.sha256)):
+            wanted = {digest for digest in digests if len(digest) == length}
+            if not wanted:
+                continue
+            if length not in self._maps:
+                phones = self.state.observations.filter(
+                    (pl.col("id_type") == "phone") & pl.col("id_value").is_not_null()
+                )["id_value"].unique()
+                self._maps[length] = {hasher(p.encode("ascii")).hexdigest(): p for p in phones.to_list()}
+            found.update(self._maps[length][d] for d in wanted if d in self._maps[length])
+        return sorted(found)
+
+
+def affected_records(state: State, batch: pl.DataFrame, digests: _PhoneDigests | None = None) -> pl.DataFrame:
+    """(source, record_id) of every previous record whose result a batch (normalized) can change: the records
+    of every component the batch touches through a record or an identity (also through a hashed phone meeting
+    its plain phone, in either direction)."""
+    keys = batch.filter(pl.col("id_value").is_not_null()).select(ID_KEY).unique()
+    # a new plain phone translates previous hashes of it
+    new_phones = batch.filter((pl.col("id_type") == "phone") & pl.col("id_value").is_not_null())["id_value"]
+    new_hashes = [
+        (hash_type, digest)
+        for phone in new_phones.unique().to_list()
+        for hash_type, digest in zip(HASH_TYPES, phone_hashes(phone))
+    ]
+    if new_hashes:
+        hashed = pl.DataFrame(new_hashes, schema={"id_type": pl.String, "id_value": pl.String}, orient="row")
+        keys = pl.concat([keys, hashed.with_columns(scope=pl.lit("")).select(ID_KEY)])
+    # a new hash may translate to a previous phone
+    if batch.filter(pl.col("id_type").is_in(HASH_TYPES) & pl.col("usable")).height:
+        wanted = set(batch.filter(pl.col("id_type").is_in(HASH_TYPES))["id_value"].drop_nulls().to_list())
+        hits = (digests or _PhoneDigests(state)).phones_for(wanted)
+        keys = pl.concat([keys, pl.DataFrame({"id_type": "phone", "scope": "", "id_value": hits}).select(ID_KEY)])
+    touched_users = pl.concat(
+        [
+            state.id_map.join(keys, on=ID_KEY, how="semi").select("user_id"),
+            state.record_map.join(batch.select(RECORD_KEY).unique(), on=RECORD_KEY, how="semi").select("user_id"),
+        ]
+    ).unique()
+    components = _components(state)
+    touched = components.join(touched_users, on="user_id", how="semi").select("component").unique()
+    users = components.join(touched, on="component", how="semi").select("user_id")
+    return state.record_map.join(users, on="user_id", how="semi").select(RECORD_KEY)
+
+
+def _hints(state: State, subset: pl.DataFrame, digests: _PhoneDigests) -> Hints:
+    shared = state.blocked_values.filter(pl.col("reason") == "shared").select(ID_KEY)
+    hashed = subset.filter(pl.col("id_type").is_in(HASH_TYPES) & pl.col("id_value").is_not_null())
+    if hashed.height == 0:
+        # no hashed phone to translate: the phones elsewhere cannot matter
+        return Hints(shared_keys=shared)
+    # only the phones some hash here is the digest of (normalized like observations: trimmed, lowercase)
+    wanted = set(hashed["id_value"].str.strip_chars().str.to_lowercase().to_list())
+    found = digests.phones_for(wanted)
+    phones = (
+        state.observations.filter((pl.col("id_type") == "phone") & pl.col("id_value").is_in(found))
+        .select(
+            "id_value",
+            # the reason a phone had before the shared-value rule (a hash translates before that rule runs)
+            pl.when(pl.col("unusable_reason") == "shared").then(None).otherwise("unusable_reason").alias(
+                "unusable_reason"
+            ),
+        )
+        .unique(subset="id_value")
+    )
+    return Hints(shared_keys=shared, phones=phones)
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+def _blocked_values(observations: pl.DataFrame) -> pl.DataFrame:
+    return (
+        observations.filter(pl.col("unusable_reason").is_in(BLOCK_REASONS))
+        .group_by("id_type", "scope", "id_value", "unusable_reason")
+        .agg(pl.struct(RECORD_KEY).n_unique().cast(pl.Int64).alias("records"))
+        .rename({"unusable_reason": "reason"})
+        .sort("id_type", "scope", "id_value", "reason")
+        .select(list(BLOCKED_SCHEMA))
+    )
+
+
+def _stats(tables: dict[str, pl.DataFrame], base: dict) -> dict:
+    record_map, users = tables["record_map"], tables["users"]
+    sizes = record_map.group_by("user_id").len()
+    histogram = users.filter(pl.col("records") > 0).group_by("identities").len().sort("identities")
+    links = tables["links"]
+    blocked = tables["blocked_values"]
+    return {
+        **base,
+        "records": record_map.height,
+        "links": links.height,
+        # every linking identity belongs to exactly one user
+        "identities": int(users["identities"].sum() or 0),
+        "users": sizes.height,
+        "largest_user_size": int(sizes["len"].max() or 0),
+        "users_by_identity_count": {int(k): int(v) for k, v in histogram.iter_rows()},
+        "links_rejected": tables["rejected_links"].height,
+        "values_blocked": int((blocked["reason"] != "shared").sum()),
+        "values_shared": int((blocked["reason"] == "shared").sum()),
+    }
+
+
+def run(
+    observations: pl.DataFrame,
+    config: IdentityConfig | None = None,
+    state: State | None = None,
+    *,
+    incremental: bool = False,
+    engine: str = "auto",
+    started_at: datetime | None = None,
+) -> RunResult:
+    """One run with state. Full: `observations` are all of them. Incremental: `observations` are a new batch,
+    added to the state's; only the components the batch touches are resolved again."""
+    config = config or IdentityConfig()
+    chash = config_hash(config)
+    started_at = started_at or datetime.now().replace(microsecond=0)
+    last = state.last_run if state is not None else None
+    run_id = (last["run_id"] + 1) if last else 1
+    if incremental:
+        if state is None:
+            raise ValueError("an incremental run needs a state; run a full resolve first")
+        if last["config_hash"] != chash:
+            raise ValueError("the identity config changed since the state was written; run a full resolve")
+
+    if state is None:
+        prev = {"id_map": empty(ID_MAP_SCHEMA), "record_map": empty(RECORD_MAP_SCHEMA), "users": empty(USERS_SCHEMA)}
+        issued = empty(USER_IDS_SCHEMA)
+        registry = empty(USER_IDS_SCHEMA)
+    else:
+        prev = {"id_map": state.id_map, "record_map": state.record_map, "users": state.users}
+        issued = registry = state.user_ids
+
+    if not incremental:
+        res = resolve(observations, config, engine=engine, links=True)
+        stable, events, update = assign_stable_ids(
+            res, prev["id_map"], prev["record_map"], prev["users"], issued, run_id
+        )
+        tables = {
+            "observations": stable.observations,
+            "record_map": stable.record_map,
+            "id_map": stable.id_map,
+            "rejected_links": stable.rejected_links,
+            "blocked_values": stable.blocked_values,
+            "users": stable.users,
+            "links": stable.links,
+        }
+        n_observations, batch_rows, resolved = observations.height, observations.height, stable.record_map.height
+        stats, timings = stable.stats, stable.timings
+    else:
+        batch = normalize_observations(observations, config)
+        digests = _PhoneDigests(state)
+        touched = affected_records(state, batch, digests)
+        redo = pl.concat([touched, batch.select(RECORD_KEY)]).unique()
+        old_part = state.input_observations().join(redo, on=RECORD_KEY, how="semi")
+        subset = pl.concat([old_part, as_input(batch).cast(old_part.schema)])
+        res = resolve(subset, config, engine=engine, links=True, hints=_hints(state, subset, digests))
+        prev_users = state.record_map.join(redo, on=RECORD_KEY, how="semi").select("user_id").unique()
+        # users without records (identities whose every link was refused) hang off a component by refused links
+        prev_users = pl.concat(
+            [
+                prev_users,
+                state.rejected_links.join(prev_users, on="user_id", how="semi").select(
+                    pl.col("conflicting_user_id").alias("user_id")
+                ),
+            ]
+        ).unique()
+        part = {name: prev[name].join(prev_users, on="user_id", how="semi") for name in prev}
+        stable, events, update = assign_stable_ids(
+            res, part["id_map"], part["record_map"], part["users"], issued, run_id
+        )
+
+        def keep(frame: pl.DataFrame, by: str = "records") -> pl.DataFrame:
+            if by == "records":
+                return frame.join(redo, on=RECORD_KEY, how="anti")
+            return frame.join(prev_users, on="user_id", how="anti")
+
+        new_obs = pl.concat([keep(state.observations), stable.observations.cast(state.observations.schema)])
+        tables = {
+            "observations": new_obs,
+            # not re-sorted: row order is not part of the result, and sorting strings is most of the cost
+            "record_map": pl.concat([keep(state.record_map), stable.record_map]),
+            "id_map": pl.concat([keep(state.id_map, "users"), stable.id_map]),
+            "rejected_links": pl.concat([keep(state.rejected_links), stable.rejected_links]),
+            "blocked_values": _blocked_values(new_obs),
+            "users": pl.concat([keep(state.users, "users"), stable.users]),
+            "links": pl.concat([keep(state.links), stable.links]),
+        }
+        n_observations = state.observations.height + observations.height
+        batch_rows, resolved = observations.height, redo.height
+        stats, timings = _stats(tables, {}), stable.timings
+
+    merges = int((events["event"] == "merge").sum())
+    splits = int((events["event"] == "split").sum())
+    run_row = {
+        "run_id": run_id,
+        "mode": "incremental" if incremental else "full",
+        "started_at": started_at,
+        "config_hash": chash,
+        "observations": n_observations,
+        "batch_observations": batch_rows,
+        "resolved_records": resolved,
+        "records": tables["record_map"].height,
+        "users": stats["users"],
+        "new_users": int(update["created_run"].is_not_null().sum()),
+        "merges": merges,
+        "splits": splits,
+        "largest_user_size": stats["largest_user_size"],
+    }
+    runs = pl.concat([state.runs if state else empty(RUNS_SCHEMA), pl.DataFrame([run_row], schema=RUNS_SCHEMA)])
+    new_state = State(
+        **{name: frame for name, frame in tables.items()},
+        user_ids=_apply_registry(registry, update),
+        merge_log=pl.concat([state.merge_log if state else empty(MERGE_LOG_SCHEMA), events]),
+        runs=runs,
+    )
+    resolution = Resolution(
+        record_map=tables["record_map"],
+        id_map=tables["id_map"],
+        rejected_links=tables["rejected_links"],
+        blocked_values=tables["blocked_values"],
+        observations=tables["observations"].select(OUTPUT_COLUMNS),
+        stats={**stats, "merges": merges, "splits": splits, "new_users": run_row["new_users"]},
+        timings=timings,
+        users=tables["users"],
+        links=tables["links"],
+    )
+    return RunResult(resolution=resolution, state=new_state, run=run_row, events=events)

@@ -1,0 +1,94 @@
+"""`explain` and the CLI's state options: resolve --state [--incremental], explain --state/--observations."""
+
+import json
+
+import polars as pl
+
+from identity import resolve
+from identity.cli import main
+from identity.explain import explain, render
+from identity.state import run
+
+OBSERVATIONS = """source,record_id,id_type,scope,id_value,observed_at,strength
+oa_followers,wxoa/oA1,openid,wxoa,oA1,2024-01-01 10:00:00,
+oa_followers,wxoa/oA1,unionid,,oU1,2024-01-01 10:00:00,
+mp_logins,000017,unionid,,oU1,2024-01-02 10:00:00,
+mp_logins,000017,phone,,+86 139 1234 5678,2024-01-02 10:00:00,
+crm_members,M1,member_id,demo_crm,M1,2024-01-03 10:00:00,
+crm_members,M1,phone,,13912345678,2024-01-03 10:00:00,strong
+crm_members,M2,member_id,demo_crm,M2,2024-01-03 10:00:00,
+crm_members,M2,phone,,13912345678,2024-01-04 10:00:00,strong
+orders,miniprogram_shop/10,phone,,13800138000,,
+orders,miniprogram_shop/10,openid,wxmp,oMP9,,
+"""
+
+BATCH = """source,record_id,id_type,scope,id_value,observed_at,strength
+mp_logins,000099,openid,wxmp,oMP9,2024-05-01 10:00:00,
+mp_logins,000099,unionid,,oU1,2024-05-01 10:00:00,
+"""
+
+
+def _tables(tmp_path):
+    path = tmp_path / "obs.csv"
+    path.write_text(OBSERVATIONS, encoding="utf-8")
+    return path
+
+
+def test_explain_finds_the_user_its_chains_and_the_refused_link(tmp_path):
+    observations = pl.read_csv(_tables(tmp_path), infer_schema=False)
+    resolution = resolve(observations, links=True)
+    tables = {**resolution.tables(), "links": resolution.links}
+    result = explain(tables, "phone", "139-1234-5678")
+    assert result["status"] == "found"
+    assert {row["record_id"] for row in result["records"]} == {"wxoa/oA1", "000017", "M1"}
+    chain = result["chains"]["openid\twxoa\toA1"]
+    # phone -> login 000017 -> unionid -> follower -> openid
+    assert [(step["record_id"], step["link_type"]) for step in chain] == [
+        ("000017", "phone"), ("000017", "unionid"), ("wxoa/oA1", "unionid"), ("wxoa/oA1", "openid"),
+    ]
+    (refused,) = result["rejected"]
+    assert refused["record_id"] == "M2" and refused["reason"] == "unique_conflict:member_id"
+    text = render(result)
+    assert "-- mp_logins/000017" in text and "unique_conflict:member_id" in text
+
+    blocked = explain(tables, "phone", "13800138000")
+    assert blocked["status"] == "blocked" and blocked["carriers"][0]["record_id"] == "miniprogram_shop/10"
+    assert explain(tables, "phone", "138****1234")["status"] == "unusable"
+    assert explain(tables, "unionid", "nobody")["status"] == "unknown"
+
+
+def test_explain_shows_merge_history(tmp_path):
+    observations = pl.read_csv(_tables(tmp_path), infer_schema=False)
+    first = run(observations)
+    second = run(pl.read_csv(BATCH.encode(), infer_schema=False), state=first.state, incremental=True)
+    assert second.run["merges"] == 1
+    result = explain(second.state.tables(), "openid", "oMP9", "wxmp")
+    (event,) = result["history"]
+    assert event["event"] == "merge" and event["new_user_id"] == result["user_id"]
+    assert "merge" in render(result)
+
+
+def test_cli_state_incremental_and_explain(tmp_path, capsys):
+    observations = _tables(tmp_path)
+    batch = tmp_path / "batch.csv"
+    batch.write_text(BATCH, encoding="utf-8")
+    state = str(tmp_path / "state.duckdb")
+    out = tmp_path / "out.csv"
+    assert main(["resolve", "--observations", str(observations), "--out", str(out), "--state", state]) == 0
+    first = pl.read_csv(out, infer_schema=False)
+    assert "run 1 (full)" in capsys.readouterr().out
+    assert main(["resolve", "--observations", str(observations), "--out", str(out), "--state", state]) == 0
+    assert pl.read_csv(out, infer_schema=False).equals(first)
+    assert "0 new users, 0 merges, 0 splits" in capsys.readouterr().out
+    code = main(["resolve", "--observations", str(batch), "--out", str(out), "--state", state, "--incremental"])
+    assert code == 0
+    assert "(incremental): 6 records resolved" in capsys.readouterr().out
+    assert pl.read_csv(out, infer_schema=False).height == first.height + 1
+
+    assert main(["explain", "--id-type", "phone", "--value", "13912345678", "--state", state, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["status"] == "found" and len(result["history"]) == 1
+    assert main(["explain", "--id-type", "phone", "--value", "13912345678", "--observations", str(observations)]) == 0
+    assert "Chains of links from phone:13912345678" in capsys.readouterr().out
+    assert main(["explain", "--id-type", "unionid", "--value", "nobody", "--state", state]) == 3
+    assert main(["resolve", "--observations", str(batch), "--out", str(out), "--incremental"]) == 2

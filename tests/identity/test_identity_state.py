@@ -1,0 +1,153 @@
+"""Stable user ids between runs (rule 6): reruns, new people, merges, splits, the merge log, persistence."""
+
+import duckdb
+import polars as pl
+import pytest
+
+from identity import IdentityConfig, resolve
+from identity.config import BlockRule
+from identity.state import load_state, run, save_state
+
+
+BASE = [
+    # person A: two records joined by a unionid, first seen 2024-01-01
+    ("oa_followers", "a1", "openid", "wxoa", "oA", "2024-01-01 10:00:00"),
+    ("oa_followers", "a1", "unionid", "", "uA", "2024-01-01 10:00:00"),
+    ("mp_logins", "a2", "unionid", "", "uA", "2024-01-05 10:00:00"),
+    ("mp_logins", "a2", "phone", "", "13911110000", "2024-01-05 10:00:00"),
+    # person B: a CRM member with a phone, first seen 2024-02-01
+    ("crm_members", "b1", "member_id", "crm", "MB", "2024-02-01 10:00:00"),
+    ("crm_members", "b1", "phone", "", "13922220000", "2024-02-01 10:00:00"),
+    ("orders", "b2", "phone", "", "13922220000", "2024-02-03 10:00:00"),
+    ("orders", "b2", "openid", "wxmp", "oMPB", "2024-02-03 10:00:00"),
+]
+
+
+def user_of(result, source, record_id):
+    rows = result.resolution.record_map.filter((pl.col("source") == source) & (pl.col("record_id") == record_id))
+    return rows["user_id"].item()
+
+
+def test_first_run_with_state_gives_the_stateless_ids(make_observations):
+    obs = make_observations(BASE)
+    first = run(obs)
+    assert first.resolution.record_map.equals(resolve(obs).record_map)
+    assert first.events.height == 0 and first.run["new_users"] == 2 and first.run["run_id"] == 1
+
+
+def test_rerun_and_shuffled_rerun_change_no_id(make_observations):
+    obs = make_observations(BASE)
+    first = run(obs)
+    again = run(obs, state=first.state)
+    shuffled = run(obs.sample(fraction=1.0, shuffle=True, seed=3), state=again.state)
+    for result in (again, shuffled):
+        assert result.resolution.record_map.equals(first.resolution.record_map)
+        assert result.resolution.id_map.equals(first.resolution.id_map)
+        assert result.events.height == 0 and result.run["new_users"] == 0
+    assert shuffled.run["run_id"] == 3
+
+
+def test_new_person_gets_a_new_id_and_nobody_else_changes(make_observations):
+    first = run(make_observations(BASE))
+    more = BASE + [("crm_members", "c1", "member_id", "crm", "MC", "2024-03-01 10:00:00")]
+    second = run(make_observations(more), state=first.state)
+    old = first.resolution.record_map
+    assert second.resolution.record_map.join(old, on=["source", "record_id"], how="semi").equals(old)
+    assert second.run["new_users"] == 1 and second.events.height == 0
+    assert user_of(second, "crm_members", "c1") not in set(old["user_id"])
+
+
+def test_merge_keeps_the_id_of_the_user_first_seen_and_logs_the_link(make_observations):
+    first = run(make_observations(BASE))
+    a, b = user_of(first, "oa_followers", "a1"), user_of(first, "crm_members", "b1")
+    # a login carrying A's unionid and B's phone, seen later than both
+    bridge = [
+        ("mp_logins", "x1", "unionid", "", "uA", "2024-04-01 10:00:00"),
+        ("mp_logins", "x1", "phone", "", "13922220000", "2024-04-01 10:00:00"),
+    ]
+    second = run(make_observations(BASE + bridge), state=first.state)
+    assert set(second.resolution.record_map["user_id"]) == {a}
+    (event,) = second.events.iter_rows(named=True)
+    assert event["event"] == "merge" and event["old_user_id"] == b and event["new_user_id"] == a
+    assert event["run_id"] == 2 and event["reason"] == "link"
+    assert (event["source"], event["record_id"]) == ("mp_logins", "x1")
+    assert event["id_type"] in ("phone", "unionid")
+    registry = second.state.user_ids.filter(pl.col("user_id") == b).row(0, named=True)
+    assert registry["retired_run"] == 2 and registry["retired_into"] == a
+    assert second.state.merge_log.height == 1 and second.run["merges"] == 1
+
+
+def test_merge_winner_is_first_seen_even_when_the_other_is_bigger(make_observations):
+    rows = BASE + [("orders", f"b{k}", "phone", "", "13922220000", "2024-02-09 10:00:00") for k in range(3, 9)]
+    first = run(make_observations(rows))
+    a = user_of(first, "oa_followers", "a1")
+    bridge = [("orders", "b2", "phone", "", "13911110000", "2024-05-01 10:00:00")]
+    second = run(make_observations(rows + bridge), state=first.state)
+    assert user_of(second, "orders", "b8") == a
+
+
+def test_split_keeps_the_id_on_the_part_with_most_identities_and_logs_the_blocked_value(make_observations):
+    rows = [
+        ("crm_members", "m1", "member_id", "crm", "M1", "2024-01-01 10:00:00"),
+        ("crm_members", "m1", "phone", "", "13933330000", "2024-01-01 10:00:00"),
+        ("mp_logins", "l1", "phone", "", "13933330000", "2024-01-02 10:00:00"),
+        ("mp_logins", "l1", "unionid", "", "uL", "2024-01-02 10:00:00"),
+        ("mp_logins", "l1", "openid", "wxmp", "oL", "2024-01-02 10:00:00"),
+    ]
+    first = run(make_observations(rows))
+    (before,) = set(first.resolution.record_map["user_id"])
+    config = IdentityConfig(blocklist={"phone": BlockRule(values=("13933330000",))})
+    second = run(make_observations(rows), config, state=first.state)
+    # the login holds unionid + openid (2 identities), the CRM row only its member id: the login keeps the id
+    assert user_of(second, "mp_logins", "l1") == before
+    crm_user = user_of(second, "crm_members", "m1")
+    assert crm_user != before
+    (event,) = second.events.iter_rows(named=True)
+    assert (event["event"], event["old_user_id"], event["new_user_id"]) == ("split", before, crm_user)
+    assert event["reason"] == "blocked:blocklist" and event["id_value"] == "13933330000"
+    assert second.run["splits"] == 1 and second.run["new_users"] == 1
+
+
+def test_a_retired_id_is_never_handed_out_again(make_observations):
+    rows = [
+        ("crm_members", "m1", "member_id", "crm", "M1", "2024-01-01 10:00:00"),
+        ("crm_members", "m1", "phone", "", "13933330000", "2024-01-01 10:00:00"),
+        ("mp_logins", "l1", "phone", "", "13933330000", "2024-01-02 10:00:00"),
+        ("mp_logins", "l1", "unionid", "", "uL", "2024-01-02 10:00:00"),
+        ("mp_logins", "l1", "openid", "wxmp", "oL", "2024-01-02 10:00:00"),
+    ]
+    first = run(make_observations(rows))
+    blocked = IdentityConfig(blocklist={"phone": BlockRule(values=("13933330000",))})
+    second = run(make_observations(rows), blocked, state=first.state)
+    # unblocking merges the two parts again: one id survives, the other is retired for good
+    third = run(make_observations(rows), state=second.state)
+    assert third.run["merges"] == 1
+    fourth = run(make_observations(rows), blocked, state=third.state)
+    issued_before = set(third.state.user_ids["user_id"])
+    new_ids = set(fourth.resolution.record_map["user_id"]) - set(third.resolution.record_map["user_id"])
+    assert len(new_ids) == 1 and not (new_ids & issued_before)
+    assert fourth.state.user_ids["user_id"].is_unique().all()
+
+
+def test_state_survives_a_duckdb_round_trip(make_observations, tmp_path):
+    first = run(make_observations(BASE))
+    with duckdb.connect(str(tmp_path / "state.duckdb")) as con:
+        assert load_state(con) is None
+        save_state(con, first.state)
+    with duckdb.connect(str(tmp_path / "state.duckdb")) as con:
+        state = load_state(con)
+        query = "select table_schema || '.' || table_name from information_schema.tables"
+        tables = {row[0] for row in con.sql(query).fetchall()}
+    assert {"identity.merge_log", "identity.runs", "identity_state.user_ids", "identity.links"} <= tables
+    for name, table in first.state.tables().items():
+        assert getattr(state, name).equals(table.cast(getattr(state, name).schema)), name
+    again = run(make_observations(BASE), state=state)
+    assert again.resolution.record_map.equals(first.resolution.record_map)
+
+
+def test_incremental_needs_a_state_and_the_same_config(make_observations):
+    with pytest.raises(ValueError, match="needs a state"):
+        run(make_observations(BASE), incremental=True)
+    first = run(make_observations(BASE))
+    with pytest.raises(ValueError, match="config changed"):
+        run(make_observations(BASE[:2]), IdentityConfig(shared_threshold=2), first.state, incremental=True)
