@@ -12,6 +12,13 @@ from decimal import Decimal
 from dbt_warehouse import ALICE, BOB, CAROL, DAVE, ERIN, FRANK, MP, OA
 
 MODEL_SCHEMAS = {"staging", "intermediate", "marts"}
+MARTS = {
+    "fct_orders", "dim_users",
+    "fct_gmv_funnel_cohort", "fct_gmv_funnel_monthly", "fct_gmv_change_monthly", "fct_ltv_curves",
+    "fct_referral_inviters", "fct_referral_cohorts",
+    "fct_user_monthly_status", "fct_member_tier_changes", "fct_lifecycle_transitions", "fct_user_rfm",
+    "fct_segment_counts",
+}
 
 
 # --- the build ---------------------------------------------------------------------------------
@@ -24,6 +31,20 @@ def test_build_succeeds_with_every_test_passing(dbt_build):
     not_ok = {name: status for name, status in statuses.items() if status not in ("success", "pass")}
     assert not_ok == {}
     assert "assert_net_gmv_reconciles_orders_to_users" in statuses
+    assert "assert_net_gmv_reconciles_across_marts" in statuses
+    # dbt unit tests (funnel arithmetic, zero denominators, tier and lifecycle edges, attribution) run in the build.
+    unit_tests = {str(r.node.name) for r in dbt_build.result.result.results if r.node.resource_type == "unit_test"}
+    assert unit_tests == {
+        "funnel_factors_multiply_back_and_zero_denominators_are_null",
+        "monthly_change_effects_sum_to_the_change",
+        "member_tier_thresholds_at_their_edges",
+        "lifecycle_windows_at_their_edges",
+        "first_touch_window_and_self_invites",
+        "referral_chains_reach_the_root_and_stop_at_cycles",
+        "referred_people_take_their_root_channel",
+        "as_of_date_defaults_to_the_latest_date_in_the_data",
+        "as_of_date_var_wins",
+    }
 
 
 def test_schemas_are_named_exactly(dbt_build):
@@ -33,7 +54,7 @@ def test_schemas_are_named_exactly(dbt_build):
         for (schema,) in dbt_build.query("select distinct table_schema from information_schema.tables")
     }
     assert {"raw", "identity", "staging", "intermediate", "marts", "seeds"} == set(schemas)
-    assert {"fct_orders", "dim_users"} == schemas["marts"]
+    assert MARTS == schemas["marts"]
     assert "int_user_touchpoints" in schemas["intermediate"]
     assert all(name.startswith("stg_") for name in schemas["staging"])
 
@@ -189,7 +210,7 @@ def test_documented_columns_match_built_relations(dbt_build, dbt_parse):
 
 def test_every_model_and_column_is_described(dbt_parse):
     models = [n for n in dbt_parse.manifest.nodes.values() if n.resource_type == "model"]
-    assert {m.name for m in models if m.fqn[1] == "marts"} == {"fct_orders", "dim_users"}
+    assert {m.name for m in models if m.fqn[1] == "marts"} == MARTS
     for model in models:
         assert model.schema in MODEL_SCHEMAS, model.name
         assert model.description.strip(), f"{model.name} has no description"

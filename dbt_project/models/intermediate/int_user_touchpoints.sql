@@ -10,7 +10,9 @@ oa_follows as (
         record_id,
         'oa_follow' as touchpoint,
         first_subscribed_at as touched_at,
-        qr_scene_str as channel_code
+        -- The brand's own QR parameter when there is one; otherwise WeChat's subscribe_scene (search,
+        -- profile card, ads, ...), which the channel_codes seed also maps, so an uncoded follow still says how.
+        coalesce(qr_scene_str, subscribe_scene) as channel_code
     from {{ ref('stg_wechat_oa__followers') }}
 
 ),

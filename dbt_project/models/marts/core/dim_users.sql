@@ -11,13 +11,9 @@ users as (
 
 ),
 
-first_seen as (
+as_of as (
 
-    select
-        user_id,
-        min(touched_at) as first_seen_at
-    from {{ ref('int_user_touchpoints') }}
-    group by user_id
+    select as_of_date from {{ ref('int_as_of_date') }}
 
 ),
 
@@ -48,32 +44,142 @@ orders as (
     from {{ ref('fct_orders') }}
     group by user_id
 
+),
+
+crm_cards as (
+
+    select
+        members.user_id,
+        members.gender,
+        members.birthday,
+        members.registered_at,
+        members.declared_tier,
+        tiers.tier_code as declared_tier_code,
+        tiers.tier_rank as declared_tier_rank
+    from {{ ref('stg_crm__members') }} as members
+    left join {{ ref('member_tiers') }} as tiers
+        on members.declared_tier = tiers.tier_name
+
+),
+
+crm as (
+
+    -- A person with two member cards: demographics from the latest card that states them, the declared tier
+    -- from the highest-ranked card (a CRM name not in member_tiers stays visible as `unknown: <name>`).
+    select
+        user_id,
+        arg_max(gender, registered_at) filter (where gender is not null) as gender,
+        arg_max(birthday, registered_at) filter (where birthday is not null) as birthday,
+        coalesce(
+            arg_max(declared_tier_code, declared_tier_rank) filter (where declared_tier_code is not null),
+            'unknown: ' || min(declared_tier) filter (where declared_tier is not null)
+        ) as crm_declared_tier
+    from crm_cards
+    group by user_id
+
+),
+
+wecom as (
+
+    select user_id, arg_max(gender, added_at) filter (where gender is not null) as gender
+    from {{ ref('stg_wecom__contacts') }}
+    group by user_id
+
+),
+
+current_standing as (
+
+    select snapshots.*
+    from {{ ref('int_user_month_snapshots') }} as snapshots
+    cross join as_of
+    where snapshots.snapshot_date = as_of.as_of_date
+
+),
+
+people as (
+
+    select
+        users.*,
+        attribution.first_seen_at,
+        attribution.cohort_month,
+        attribution.acquisition_type,
+        attribution.first_touch_at,
+        attribution.first_touch_source,
+        attribution.own_channel_code,
+        attribution.channel_code,
+        attribution.channel_name,
+        attribution.channel_group,
+        attribution.inviter_user_id,
+        attribution.root_inviter_user_id,
+        attribution.referral_depth,
+        coalesce(crm.gender, wecom.gender) as gender,
+        case
+            when crm.gender is not null then 'crm'
+            when wecom.gender is not null then 'wecom'
+        end as gender_source,
+        date_sub('year', crm.birthday, as_of.as_of_date) as age,
+        crm.crm_declared_tier,
+        as_of.as_of_date
+    from users
+    cross join as_of
+    left join {{ ref('int_user_attribution') }} as attribution
+        on users.user_id = attribution.user_id
+    left join crm
+        on users.user_id = crm.user_id
+    left join wecom
+        on users.user_id = wecom.user_id
+
 )
 
 select
-    users.user_id,
-    first_seen.first_seen_at,
-    users.n_records,
-    users.n_sources,
+    people.user_id,
+    people.first_seen_at,
+    people.n_records,
+    people.n_sources,
     coalesce(identifiers.n_openids, 0) as n_openids,
     coalesce(identifiers.n_unionids, 0) as n_unionids,
     coalesce(identifiers.n_phones, 0) as n_phones,
     coalesce(identifiers.n_external_userids, 0) as n_external_userids,
     coalesce(identifiers.n_member_ids, 0) as n_member_ids,
-    coalesce(first_touch.first_touch_channel_code, '(none)') as first_touch_channel_code,
-    coalesce(first_touch.first_touch_channel_name, '(none)') as first_touch_channel_name,
-    coalesce(first_touch.first_touch_channel_group, 'none') as first_touch_channel_group,
+    people.channel_code as first_touch_channel_code,
+    people.channel_name as first_touch_channel_name,
+    people.channel_group as first_touch_channel_group,
     orders.first_order_at,
     orders.last_order_at,
     coalesce(orders.lifetime_orders, 0) as lifetime_orders,
-    cast(coalesce(orders.lifetime_net_gmv, 0) as decimal(18, 2)) as lifetime_net_gmv
+    cast(coalesce(orders.lifetime_net_gmv, 0) as decimal(18, 2)) as lifetime_net_gmv,
+    people.cohort_month,
+    people.acquisition_type,
+    people.first_touch_at,
+    people.first_touch_source,
+    people.own_channel_code,
+    people.inviter_user_id,
+    people.root_inviter_user_id,
+    people.referral_depth,
+    coalesce(people.gender, 'unknown') as gender,
+    people.gender_source,
+    case
+        when people.age is null or people.age < 0 then 'unknown'
+        when people.age < 18 then 'under_18'
+        when people.age < 25 then '18-24'
+        when people.age < 35 then '25-34'
+        when people.age < 45 then '35-44'
+        when people.age < 55 then '45-54'
+        else '55+'
+    end as age_band,
+    -- No export in the data contract carries an address or a province: region is unknown for everyone
+    -- until a source with one is added (docs/models.md).
+    'unknown' as region,
+    people.crm_declared_tier,
+    current_standing.tier_code as current_tier,
+    current_standing.trailing_365d_net_spend as current_trailing_365d_net_spend,
+    current_standing.lifecycle_stage,
+    people.as_of_date
 
-from users
-left join first_seen
-    on users.user_id = first_seen.user_id
+from people
 left join identifiers
-    on users.user_id = identifiers.user_id
-left join {{ ref('int_user_first_touch') }} as first_touch
-    on users.user_id = first_touch.user_id
+    on people.user_id = identifiers.user_id
 left join orders
-    on users.user_id = orders.user_id
+    on people.user_id = orders.user_id
+left join current_standing
+    on people.user_id = current_standing.user_id
