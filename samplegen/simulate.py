@@ -495,6 +495,7 @@ class _Orders:
     receiver: np.ndarray      # person index, -1 for a gift to someone outside the brand's customers
     receiver_phone: list[str]
     receiver_name: list[str]
+    receiver_address: list[str]
     ids: np.ndarray           # counter values, in order
 
 
@@ -536,8 +537,15 @@ def _make_orders(rng, P: _Persons, who: np.ndarray, first_t: np.ndarray, counts:
     receiver_name = [f"{nm[0]}{'先生' if gd == 1 else '女士'}" if pol else nm
                      for nm, gd, pol in zip(np.where(outsider, out_names, names).tolist(), genders,
                                             polite.tolist())]
+    # Derived from indexes, not drawn from rng, so adding addresses left every other generated value unchanged.
+    # A customer always gets parcels at one address in their home region; an outsider somewhere by order id.
+    address_key = np.where(outsider, ids, receiver)
+    region = np.where(outsider, (ids * 2_654_435_761) % len(V.REGIONS), P.region[receiver])
+    spaced = counter == "tb_order"
+    receiver_address = [V.receiving_address(r, k, spaced) for r, k in zip(region.tolist(), address_key.tolist())]
     receiver = np.where(outsider, -1, receiver)
-    return _Orders(buyer, created, paid, amount, refund, status, receiver, receiver_phone, receiver_name, ids)
+    return _Orders(buyer, created, paid, amount, refund, status, receiver, receiver_phone, receiver_name,
+                   receiver_address, ids)
 
 
 _BAD_TIMES = ["2025/13/45 25:61", "0000-00-00 00:00:00", "昨天 14:30", "NaN", "2025-02-30 10:00:00"]
@@ -567,23 +575,23 @@ def _mp_orders(rng, P: _Persons, win: _Window, noise: NoiseRates, G: _Globals, C
         b = buyers[i]
         openid = P.mp_openid[b]
         row = [order_id[i], V.MP_APPID, openid, P.unionid[b] if P.mp_bound[b] else "", buyer_phone[i],
-               o.receiver_name[i], o.receiver_phone[i], _MP_STATUS_WORD[int(o.status[i])], str(int(o.amount[i])),
-               str(int(o.refund[i])), created_s[i], paid_s[i] if paid_l[i] >= 0 else ""]
+               o.receiver_name[i], o.receiver_phone[i], o.receiver_address[i], _MP_STATUS_WORD[int(o.status[i])],
+               str(int(o.amount[i])), str(int(o.refund[i])), created_s[i], paid_s[i] if paid_l[i] >= 0 else ""]
         if bad[i]:
             k = bad_kind[i]
             if k == 0:
-                row[8] = "abc"
+                row[9] = "abc"
             elif k == 1:
-                row[8] = f"-{row[8]}"
+                row[9] = f"-{row[9]}"
             elif k == 2:
-                row[10] = _BAD_TIMES[bad_time[i]]
+                row[11] = _BAD_TIMES[bad_time[i]]
             else:
                 row[2] = ""
         rows.append(row)
         if upd[i]:
             u_row = list(row)
-            u_row[7] = "REFUNDED"
-            u_row[9] = u_row[8]
+            u_row[8] = "REFUNDED"
+            u_row[10] = u_row[9]
             update_rows.append(u_row)
     truth = [("orders", f"miniprogram_shop/{oid}", P.pid[b]) for oid, b in zip(order_id, buyers)]
     return o, rows, update_rows, truth
@@ -612,7 +620,7 @@ def _tb_orders(rng, P: _Persons, win: _Window, noise: NoiseRates, G: _Globals, C
     for i in range(m):
         b = buyers[i]
         row = [str(tid[i]), P.tb_nick[b], paid_amount[i], _TB_STATUS_WORD[int(o.status[i])], o.receiver_name[i],
-               o.receiver_phone[i], created_s[i], "" if unpaid_l[i] else paid_s[i], refund[i]]
+               o.receiver_phone[i], o.receiver_address[i], created_s[i], "" if unpaid_l[i] else paid_s[i], refund[i]]
         if bad[i]:
             k = bad_kind[i]
             if k == 0:
@@ -621,12 +629,12 @@ def _tb_orders(rng, P: _Persons, win: _Window, noise: NoiseRates, G: _Globals, C
                 row[2] = f"-{paid_amount[i]}" if not unpaid_l[i] else "-0.01"
             else:
                 # Taobao rows carry no openid: a broken time takes that slot too.
-                row[6] = _BAD_TIMES[bad_time[i]]
+                row[7] = _BAD_TIMES[bad_time[i]]
         rows.append(row)
         if upd[i]:
             u_row = list(row)
             u_row[3] = V.TB_CLOSED
-            u_row[8] = u_row[2]
+            u_row[9] = u_row[2]
             update_rows.append(u_row)
     truth = [("orders", f"taobao/{t}", P.pid[b]) for t, b in zip(tid, buyers)]
     return o, rows, update_rows, truth

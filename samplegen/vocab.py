@@ -38,6 +38,26 @@ REGIONS = [
     ("河北", "石家庄", 1), ("江西", "南昌", 1), ("山西", "太原", 1), ("贵州", "贵阳", 1), ("吉林", "长春", 1),
 ]
 
+# Parts of the fake receiving addresses on orders. Municipalities are written once ("上海市浦东区"), other
+# provinces as province + city ("浙江省杭州市"); Taobao separates the parts with spaces.
+MUNICIPALITIES = {"上海", "北京", "天津", "重庆"}
+AUTONOMOUS_REGIONS = {"广西": "广西壮族自治区", "内蒙古": "内蒙古自治区", "宁夏": "宁夏回族自治区",
+                      "新疆": "新疆维吾尔自治区", "西藏": "西藏自治区"}
+ADDRESS_DISTRICTS = ["东区", "西区", "南区", "北区", "新区", "高新区"]
+ADDRESS_STREETS = ["测试路", "示例街", "样本大道", "演示巷", "虚构路"]
+
+
+def receiving_address(region: int, key: int, spaced: bool = False) -> str:
+    """A fake address in the person's region; `key` (any int) picks district, street and number."""
+    province, city, _ = REGIONS[region]
+    if province in MUNICIPALITIES:
+        parts = [f"{province}市", f"{province}{ADDRESS_DISTRICTS[key % 6]}"]
+    else:
+        parts = [AUTONOMOUS_REGIONS.get(province, f"{province}省"), f"{city}市", ADDRESS_DISTRICTS[key % 6]]
+    parts.append(f"{ADDRESS_STREETS[(key // 6) % 5]}{key % 997 + 1}号")
+    return (" " if spaced else "").join(parts)
+
+
 # How a person first meets the brand; the record written at that moment carries the channel code.
 ENTRY_OA_QR = 0      # follows the Official Account by scanning a QR code: qr_scene_str = code
 ENTRY_OA_OTHER = 1   # follows the Official Account without a code (search, profile card): organic
@@ -123,11 +143,11 @@ TB_CLOSED = "交易关闭"
 CRM_TIERS = [("普通会员", 0), ("银卡会员", 1000), ("金卡会员", 3000), ("钻石会员", 5000)]
 CRM_GENDER = {0: "未知", 1: "男", 2: "女"}
 
-TB_HEADER = ["订单编号", "买家会员名", "买家实际支付金额", "订单状态", "收货人姓名", "联系手机", "订单创建时间",
-             "订单付款时间", "退款金额"]
+TB_HEADER = ["订单编号", "买家会员名", "买家实际支付金额", "订单状态", "收货人姓名", "联系手机", "收货地址",
+             "订单创建时间", "订单付款时间", "退款金额"]
 CRM_HEADER = ["会员卡号", "手机号", "姓名", "性别", "生日", "等级", "积分", "注册时间", "消费金额", "来源渠道"]
 MP_LOGIN_HEADER = ["log_id", "appid", "openid", "unionid", "phone", "login_time"]
 MP_ORDER_HEADER = ["order_id", "appid", "openid", "unionid", "buyer_phone", "receiver_name", "receiver_phone",
-                   "order_status", "pay_amount_fen", "refund_amount_fen", "created_at", "paid_at"]
+                   "receiver_address", "order_status", "pay_amount_fen", "refund_amount_fen", "created_at", "paid_at"]
 REFERRAL_HEADER = ["invite_id", "appid", "inviter_openid", "inviter_unionid", "invitee_openid", "invitee_unionid",
                    "invited_at", "campaign"]

@@ -41,7 +41,7 @@ CANONICAL_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "orders": (
         ("platform", V), ("order_id", V), ("appid", V), ("buyer_openid", V), ("buyer_unionid", V),
         ("buyer_account", V), ("buyer_phone", V), ("receiver_name", V), ("receiver_phone", V),
-        ("order_status", V), ("raw_status", V), ("paid_amount", MONEY), ("refunded_amount", MONEY),
+        ("receiver_address", V), ("receiver_province", V), ("order_status", V), ("raw_status", V), ("paid_amount", MONEY), ("refunded_amount", MONEY),
         ("created_at", TS), ("paid_at", TS),
     ),
     "crm_members": (
@@ -95,6 +95,15 @@ def table_columns(source: str) -> tuple[tuple[str, str], ...]:
 def _create(table: str, columns: tuple[tuple[str, str], ...]) -> str:
     body = ",\n    ".join(f"{name} {sql_type}" for name, sql_type in columns)
     return f"CREATE TABLE IF NOT EXISTS {table} (\n    {body}\n)"
+
+
+def add_missing_columns_ddl(table: str, existing: set[str], wanted: tuple[tuple[str, str], ...]) -> list[str]:
+    """ALTER statements giving a raw table created by an older OneID the canonical columns added since.
+
+    Only additions: raw is append-only history, so a column is never dropped or retyped in place; rows loaded
+    before the column existed keep NULL there, which is what their exports said.
+    """
+    return [f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}" for name, sql_type in wanted if name not in existing]
 
 
 def ddl() -> list[str]:

@@ -24,7 +24,8 @@ import duckdb
 import polars as pl
 
 from .catalog import (
-    INFLIGHT_TABLE, LOAD_LOG_COLUMNS, QUARANTINE_COLUMNS, RAW_SCHEMA, ddl, raw_table, table_columns,
+    CANONICAL_SOURCES, INFLIGHT_TABLE, LOAD_LOG_COLUMNS, QUARANTINE_COLUMNS, RAW_SCHEMA, add_missing_columns_ddl, ddl,
+    raw_table, table_columns,
 )
 from .config import SUFFIX_FAMILY, IngestConfig, LandingFolder, Layout
 from .readers import ReadResult, RejectFile, read_json, read_tabular
@@ -42,9 +43,17 @@ class _TransformFailed(Exception):
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create schema ``raw`` and its tables if missing (safe to call on every run)."""
+    """Create schema ``raw`` and its tables if missing, and add canonical columns newer than the warehouse
+    (safe to call on every run)."""
     for statement in ddl():
         con.execute(statement)
+    for source in CANONICAL_SOURCES:
+        schema, name = raw_table(source).split(".")
+        existing = {row[0] for row in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+            [schema, name]).fetchall()}
+        for statement in add_missing_columns_ddl(raw_table(source), existing, table_columns(source)):
+            con.execute(statement)
 
 
 def _now() -> datetime:

@@ -42,7 +42,7 @@ RAW_DDL = {
     "add_way INTEGER, state VARCHAR, remark VARCHAR, remark_mobiles VARCHAR, tags VARCHAR",
     "orders": "record_id VARCHAR, platform VARCHAR, order_id VARCHAR, appid VARCHAR, buyer_openid VARCHAR, "
     "buyer_unionid VARCHAR, buyer_account VARCHAR, buyer_phone VARCHAR, receiver_name VARCHAR, "
-    "receiver_phone VARCHAR, order_status VARCHAR, raw_status VARCHAR, paid_amount DECIMAL(18,2), "
+    "receiver_phone VARCHAR, receiver_address VARCHAR, receiver_province VARCHAR, order_status VARCHAR, raw_status VARCHAR, paid_amount DECIMAL(18,2), "
     "refunded_amount DECIMAL(18,2), created_at TIMESTAMP, paid_at TIMESTAMP",
     "crm_members": "record_id VARCHAR, crm_name VARCHAR, member_id VARCHAR, phone VARCHAR, member_name VARCHAR, "
     "gender VARCHAR, birthday DATE, declared_tier VARCHAR, points BIGINT, registered_at TIMESTAMP, "
@@ -80,12 +80,14 @@ def _oa(openid, subscribe, unionid=None, subscribed_at=None, qr_scene_str=None):
     }
 
 
-def _order(platform, order_id, status, paid, refunded, created_at, paid_at, openid=None, account=None):
+def _order(platform, order_id, status, paid, refunded, created_at, paid_at, openid=None, account=None,
+           address=None, province=None):
     return {
         "record_id": f"{platform}/{order_id}", "platform": platform, "order_id": order_id,
         "appid": MP if platform == "miniprogram_shop" else None, "buyer_openid": openid,
         "buyer_unionid": None, "buyer_account": account, "buyer_phone": "13912345678",
-        "receiver_name": "收货人", "receiver_phone": "13712345678", "order_status": status,
+        "receiver_name": "收货人", "receiver_phone": "13712345678", "receiver_address": address,
+        "receiver_province": province, "order_status": status,
         "raw_status": status.upper(), "paid_amount": yuan(paid), "refunded_amount": yuan(refunded),
         "created_at": ts(created_at), "paid_at": ts(paid_at) if paid_at else None,
     }
@@ -131,21 +133,21 @@ RAW_ROWS: dict[str, list[tuple[str, datetime, dict]]] = {
         # MP001: paid in March, the April export says refunded in full.
         ("orders_miniprogram/2024-03.csv", MARCH,
          _order("miniprogram_shop", "MP001", "paid", "100.00", "0", "2024-03-05 09:58:00", "2024-03-05 10:00:00",
-                openid="mAlice")),
+                openid="mAlice", address="浙江省杭州市西区测试路1号")),
         ("orders_miniprogram/2024-03.csv", MARCH,
          _order("miniprogram_shop", "MP002", "partially_refunded", "59.90", "20.00", "2024-03-08 11:00:00",
-                "2024-03-08 11:01:00", openid="mAlice")),
+                "2024-03-08 11:01:00", openid="mAlice", address="上海市浦东区示例街2号")),
         ("orders_miniprogram/2024-03.csv", MARCH,
          _order("miniprogram_shop", "MP003", "unpaid", "50.00", "0", "2024-03-09 12:00:00", None,
-                openid="mCarol")),
+                openid="mCarol", address="浙江省杭州市西区测试路3号")),
         ("orders_miniprogram/2024-04.csv", APRIL,
          _order("miniprogram_shop", "MP001", "refunded", "100.00", "100.00", "2024-03-05 09:58:00",
-                "2024-03-05 10:00:00", openid="mAlice")),
+                "2024-03-05 10:00:00", openid="mAlice", address="浙江省杭州市西区测试路1号")),
         # MP004: two files loaded in the same run. The older file has it further down (row 2), so
         # only the file-name tie-break, not the row number, picks the newer export.
         ("orders_miniprogram/2024-04-15.csv", APRIL,
          _order("miniprogram_shop", "5001", "paid", "10.00", "0", "2024-03-21 09:00:00", "2024-03-21 09:01:00",
-                openid="mErin")),
+                openid="mErin", province="火星")),
         ("orders_miniprogram/2024-04-15.csv", APRIL,
          _order("miniprogram_shop", "MP004", "paid", "66.00", "0", "2024-04-20 10:00:00",
                 "2024-04-20 10:05:00", openid="mDave")),
@@ -157,10 +159,10 @@ RAW_ROWS: dict[str, list[tuple[str, datetime, dict]]] = {
          _order("taobao", "TB001", "cancelled", "88.00", "0", "2024-02-21 15:00:00", None, account="bob_tb")),
         ("orders_taobao/2024-03.csv", MARCH,
          _order("taobao", "TB002", "paid", "200.00", "0", "2024-02-25 10:00:00", "2024-02-25 10:02:00",
-                account="carol_tb")),
+                account="carol_tb", address="广西壮族自治区 南宁市 东区 测试路4号")),
         ("orders_taobao/2024-03.csv", MARCH,
          _order("taobao", "5001", "paid", "300.00", "0", "2024-02-28 18:00:00", "2024-02-28 18:30:00",
-                account="dave_tb")),
+                account="dave_tb", address="四川省 成都市 北区 测试路5号")),
     ],
     "crm_members": [
         ("crm_members/2024-03.csv", MARCH, {"record_id": "M001", "crm_name": CRM, "member_id": "M001",

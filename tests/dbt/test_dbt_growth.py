@@ -51,15 +51,18 @@ def test_dim_users_demographics_tier_and_lifecycle(dbt_build):
     }
     assert got == {
         # born 1990-05-01: 33 on 2024-04-20. Declared silver by the CRM, 39.90 yuan computed: ordinary.
-        # Last paid order Mar 8 (43 days): active.
-        ALICE: ("female", "crm", "25-34", "unknown", "silver", "ordinary", "active"),
+        # Last paid order Mar 8 (43 days): active. One paid order each to 浙江 and 上海: the later one wins.
+        ALICE: ("female", "crm", "25-34", "华东", "silver", "ordinary", "active"),
         BOB: ("unknown", None, "unknown", "unknown", None, "ordinary", "prospect"),  # only a cancelled order
-        CAROL: ("unknown", None, "unknown", "unknown", None, "ordinary", "active"),  # Feb 25: 55 days
-        DAVE: ("male", "wecom", "unknown", "unknown", None, "ordinary", "active"),  # paid (then refunded) on Apr 20
-        # first paid order Mar 21, exactly 30 days before as_of: no longer new.
+        # Feb 25: 55 days. The unpaid 浙江 order does not count.
+        CAROL: ("unknown", None, "unknown", "华南", None, "ordinary", "active"),
+        DAVE: ("male", "wecom", "unknown", "西南", None, "ordinary", "active"),  # paid (then refunded) on Apr 20
+        # first paid order Mar 21, exactly 30 days before as_of: no longer new. Its province "火星" is no province.
         ERIN: ("unknown", None, "unknown", "unknown", None, "ordinary", "active"),
         FRANK: ("unknown", None, "unknown", "unknown", None, None, None),  # never seen on a date
     }
+    assert {u: users[u]["province"] for u in users} == {
+        ALICE: "上海", BOB: None, CAROL: "广西", DAVE: "四川", ERIN: None, FRANK: None}
     assert {u["as_of_date"] for u in users.values()} == {AS_OF}
     assert users[DAVE]["current_trailing_365d_net_spend"] == Decimal("300.00")
 
@@ -74,6 +77,19 @@ def test_fct_orders_carry_the_buyers_channel(dbt_build):
         "select channel_code, sum(net_amount) from marts.fct_orders group by 1"))
     assert by_channel == {"parcel_card": Decimal("49.90"), "store_qr_sh01": Decimal("0.00"),
                           "organic": Decimal("200.00"), "live_0312": Decimal("300.00")}
+
+
+def test_orders_keep_only_the_province_of_the_receiving_address(dbt_build):
+    provinces = dict(dbt_build.query("select order_key, receiver_province from marts.fct_orders"))
+    assert provinces == {
+        "miniprogram_shop/MP001": "浙江", "miniprogram_shop/MP002": "上海", "miniprogram_shop/MP003": "浙江",
+        "miniprogram_shop/MP004": None, "miniprogram_shop/5001": None,  # "火星" is not a province
+        "taobao/TB001": None, "taobao/TB002": "广西", "taobao/5001": "四川",
+    }
+    staging_columns = {row[0] for row in dbt_build.query(
+        "select column_name from information_schema.columns "
+        "where table_schema = 'staging' and table_name = 'stg_shop__orders'")}
+    assert "receiver_province" in staging_columns and "receiver_address" not in staging_columns
 
 
 def test_cohort_funnel(dbt_build):
@@ -180,7 +196,8 @@ def test_rfm_and_segments(dbt_build):
     assert (rfm[DAVE]["r_score"], rfm[DAVE]["f_score"], rfm[DAVE]["m_score"]) == (4, 3, 4)
     assert (rfm[ERIN]["r_score"], rfm[ERIN]["f_score"], rfm[ERIN]["m_score"]) == (3, 1, 1)
     segments = {r[:4]: r[4:] for r in dbt_build.query("select * from marts.fct_segment_counts")}
-    assert segments[("unknown", "unknown", "unknown", "active")] == (2, 2, Decimal("210.00"))  # Carol, Erin
+    assert segments[("unknown", "unknown", "华南", "active")] == (1, 1, Decimal("200.00"))  # Carol
+    assert segments[("unknown", "unknown", "unknown", "active")] == (1, 1, Decimal("10.00"))  # Erin
     assert segments[("unknown", "unknown", "unknown", "(not yet seen)")] == (1, 0, Decimal("0.00"))  # Frank
     assert sum(v[0] for v in segments.values()) == 6
 

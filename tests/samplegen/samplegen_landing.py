@@ -13,10 +13,10 @@ from pathlib import Path
 OA_APPID = "wxoa0000000demo01"
 MP_APPID = "wxmp0000000demo01"
 
-MP_ORDER_HEADER = ("order_id,appid,openid,unionid,buyer_phone,receiver_name,receiver_phone,order_status,"
+MP_ORDER_HEADER = ("order_id,appid,openid,unionid,buyer_phone,receiver_name,receiver_phone,receiver_address,order_status,"
                    "pay_amount_fen,refund_amount_fen,created_at,paid_at").split(",")
 MP_LOGIN_HEADER = "log_id,appid,openid,unionid,phone,login_time".split(",")
-TB_HEADER = "订单编号,买家会员名,买家实际支付金额,订单状态,收货人姓名,联系手机,订单创建时间,订单付款时间,退款金额".split(",")
+TB_HEADER = "订单编号,买家会员名,买家实际支付金额,订单状态,收货人姓名,联系手机,收货地址,订单创建时间,订单付款时间,退款金额".split(",")
 CRM_HEADER = "会员卡号,手机号,姓名,性别,生日,等级,积分,注册时间,消费金额,来源渠道".split(",")
 REFERRAL_HEADER = ("invite_id,appid,inviter_openid,inviter_unionid,invitee_openid,invitee_unionid,invited_at,"
                    "campaign").split(",")

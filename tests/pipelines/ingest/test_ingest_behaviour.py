@@ -124,6 +124,40 @@ def test_taobao_bad_rows_name_the_chinese_column(run):
     ]
 
 
+def test_taobao_receiving_address_is_kept_in_raw_when_the_export_has_it(run):
+    header = TAOBAO_HEADER.replace("联系手机,", "联系手机,收货地址,")
+    rows = [TAOBAO_ROWS[0].replace("138****1234,", "138****1234,浙江省 杭州市 西湖区 测试路1号,"),
+            TAOBAO_ROWS[1].replace("13900000002,", "13900000002,,")]
+    put(run.landing, "orders_taobao", "t.csv", ("\r\n".join([header, *rows]) + "\r\n").encode("gbk"))
+    [res] = run.source("orders").files
+    assert (res.status, res.rows_loaded) == ("loaded", 2)
+    got = run.rows("SELECT order_id, receiver_address, receiver_province FROM raw.orders ORDER BY order_id")
+    assert got == [
+        {"order_id": "TB0001", "receiver_address": "浙江省 杭州市 西湖区 测试路1号", "receiver_province": None},
+        {"order_id": "TB0002", "receiver_address": None, "receiver_province": None},
+    ]
+
+
+def test_a_warehouse_from_before_a_new_canonical_column_gains_it_and_keeps_its_rows(run):
+    from pipelines.ingest.catalog import table_columns
+
+    old = [(n, t) for n, t in table_columns("orders") if n not in ("receiver_address", "receiver_province")]
+    run.con.execute("CREATE SCHEMA raw")
+    run.con.execute(f"CREATE TABLE raw.orders ({', '.join(f'{n} {t}' for n, t in old)})")
+    values = {"record_id": "taobao/OLD1", "platform": "taobao", "order_id": "OLD1", "paid_amount": 1}
+    run.con.execute(f"INSERT INTO raw.orders ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                    list(values.values()))
+    put(run.landing, "orders_taobao", "t.csv", ("\r\n".join([TAOBAO_HEADER, TAOBAO_ROWS[0]]) + "\r\n").encode("gbk"))
+    [res] = run.source("orders").files
+    assert (res.status, res.rows_loaded) == ("loaded", 1)
+    columns = [r["column_name"] for r in run.rows(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'raw' AND table_name = 'orders'")]
+    assert {"receiver_address", "receiver_province"} <= set(columns)
+    # appended after the load columns: inserts name their columns, so the order of a migrated table is free
+    assert columns[-2:] == ["receiver_address", "receiver_province"] and len(columns) == len(table_columns("orders"))
+    assert [r["order_id"] for r in run.rows("SELECT order_id FROM raw.orders ORDER BY order_id")] == ["OLD1", "TB0001"]
+
+
 def test_row_with_two_bad_values_gives_two_entries_but_counts_once(run):
     put(run.landing, "orders_miniprogram", "o.csv", mp_csv(GOOD_MP, "MP2,x,oFAKE,,,,,PAID,abc,0,never,"))
     [res] = run.source("orders").files

@@ -46,6 +46,23 @@ orders as (
 
 ),
 
+home_provinces as (
+
+    -- Where a person's parcels go is the best location signal the exports carry (WeChat stopped giving
+    -- follower provinces in 2021); the province of most paid orders, the latest breaking ties.
+    select
+        user_id,
+        receiver_province as province
+    from {{ ref('fct_orders') }}
+    where is_paid_order and receiver_province is not null and user_id is not null
+    group by user_id, receiver_province
+    qualify row_number() over (
+        partition by user_id
+        order by count(*) desc, max(paid_at) desc, receiver_province
+    ) = 1
+
+),
+
 crm_cards as (
 
     select
@@ -167,9 +184,8 @@ select
         when people.age < 55 then '45-54'
         else '55+'
     end as age_band,
-    -- No export in the data contract carries an address or a province: region is unknown for everyone
-    -- until a source with one is added (docs/models.md).
-    'unknown' as region,
+    home_provinces.province,
+    coalesce(provinces.region, 'unknown') as region,
     people.crm_declared_tier,
     current_standing.tier_code as current_tier,
     current_standing.trailing_365d_net_spend as current_trailing_365d_net_spend,
@@ -183,3 +199,7 @@ left join orders
     on people.user_id = orders.user_id
 left join current_standing
     on people.user_id = current_standing.user_id
+left join home_provinces
+    on people.user_id = home_provinces.user_id
+left join {{ ref('provinces') }} as provinces
+    on home_provinces.province = provinces.province

@@ -32,6 +32,8 @@ select
     orders.net_amount,
     orders.created_at,
     orders.paid_at,
+    -- Only provinces the seed knows: a garbled address must not invent a province.
+    provinces.province as receiver_province,
     cast(date_trunc('month', orders.created_at) as date) as order_month,
     -- The buyer's credited acquisition channel and cohort (int_user_attribution), so GMV by channel is a
     -- group by on this table.
@@ -44,3 +46,5 @@ select
 from orders
 left join attribution
     on orders.user_id = attribution.user_id
+left join {{ ref('provinces') }} as provinces
+    on orders.receiver_province = provinces.province

@@ -47,6 +47,11 @@ select
     {{ clean_text('amounts.buyer_openid') }} as buyer_openid,
     {{ clean_text('amounts.buyer_unionid') }} as buyer_unionid,
     {{ clean_text('amounts.buyer_account') }} as buyer_account,
+    -- The province only: the rest of the address is personal data and stays in raw.
+    coalesce(
+        {{ province_from_address('amounts.receiver_province') }},
+        {{ province_from_address('amounts.receiver_address') }}
+    ) as receiver_province,
     amounts.order_status,
     amounts.raw_status,
     amounts.paid_amount_yuan as paid_amount,
