@@ -65,16 +65,21 @@ def tree_rss(root: int) -> int:
 class RssSampler(threading.Thread):
     def __init__(self, interval: float = 0.2):
         super().__init__(daemon=True)
-        self.interval, self.samples, self._stop = interval, [], threading.Event()
+        self.interval, self.samples, self._halt = interval, [], threading.Event()
 
     def run(self) -> None:
-        pid = os.getpid()
-        while not self._stop.is_set():
+        pid, started, reported = os.getpid(), time.time(), time.time()
+        while not self._halt.is_set():
             self.samples.append((time.time(), tree_rss(pid)))
-            self._stop.wait(self.interval)
+            if time.time() - reported >= 60:
+                # progress on stderr, so a run stopped early still tells its memory so far
+                reported = time.time()
+                print(f"[bench] {reported - started:.0f}s: RSS {self.samples[-1][1] / 1e9:.2f} GB, "
+                      f"peak so far {self.peak() / 1e9:.2f} GB", file=sys.stderr, flush=True)
+            self._halt.wait(self.interval)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join()
 
     def peak(self, start: float = 0.0, end: float = float("inf")) -> int:

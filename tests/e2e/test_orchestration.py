@@ -129,7 +129,11 @@ def test_sensor_run_publish_skip_restart_and_blocked_publish(brand):
     (health,) = [e.event_specific_data for e in blocked.all_events
                  if e.event_type_value == "ASSET_CHECK_EVALUATION"
                  and e.event_specific_data.asset_check_key.name == "identity_graph_health"]
-    assert not health.passed and "NOT published" in health.description
+    assert not health.passed and "NOT published" in health.description and "merges" in health.description
+    for key in ("largest_user_size", "largest_users", "values_shared", "values_blocked", "blocked_and_shared_values",
+                "merges", "splits", "size_distribution"):
+        assert key in health.metadata, key
+    assert health.metadata["largest_user_size"].value > 1
     assert blocked.asset_materializations_for_node(PUBLISH_STEP) == []
     stopped = [e for e in blocked.all_events if e.step_key == PUBLISH_STEP]
     assert all(e.event_type_value not in ("STEP_START", "ASSET_MATERIALIZATION") for e in stopped)
