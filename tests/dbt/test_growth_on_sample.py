@@ -1,7 +1,7 @@
 """Headline growth numbers on the bundled sample brand, recomputed independently of dbt.
 
-The module fixture runs ingest and identity (Dagster assets, as tests/e2e does) on data/sample/landing into a
-temporary warehouse, then `dbt build` on it. The tests read the landing files again with plain polars, attach
+The session fixture `sample_warehouse` (tests/dbt/conftest.py) runs ingest and identity (Dagster assets, as
+tests/e2e does) on data/sample/landing into a temporary warehouse, then `dbt build` on it. The tests read the landing files again with plain polars, attach
 users through identity.record_map only, and recompute net GMV by credited channel and the member tier counts
 with their own code, following the rules in docs/models.md. Nothing from staging or the marts feeds the
 recomputation.
@@ -19,7 +19,6 @@ import duckdb
 import polars as pl
 import pytest
 
-from dbt_warehouse import run_dbt
 
 pytestmark = pytest.mark.slow
 
