@@ -127,6 +127,13 @@ def main() -> int:
     brand = args.out or REPO / "data" / "generated" / f"pipeline-{args.users}-{args.seed}"
     generate(args.users, args.seed, brand)
     work = Path(tempfile.mkdtemp(prefix="oneid-bench-", dir=args.work))
+    try:
+        return run(args, brand, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args, brand: Path, work: Path) -> int:
     os.environ["ONEID_DATABASE"] = str(work / "oneid.duckdb")  # dbt reads it, also when the defs load
     os.environ.setdefault("DAGSTER_HOME", str(work / "dagster"))
 
@@ -169,7 +176,6 @@ def main() -> int:
           f"{'ok' if result.success else 'FAILED'}")
     print(f"  warehouse {settings.database.stat().st_size / 1e9:.2f} GB, analyst database "
           f"{settings.analyst_path.stat().st_size / 1e9 if settings.analyst_path.exists() else 0:.2f} GB in {work}")
-    shutil.rmtree(work, ignore_errors=True)
     return 0 if result.success else 1
 
 
