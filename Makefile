@@ -42,6 +42,11 @@ docs: setup manifest
 ui: setup manifest $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
+# Times the whole graph per step on a generated brand (data/generated/, git-ignored): `make bench BENCH_USERS=100000`.
+BENCH_USERS ?= 1000000
+bench: setup manifest
+	$(BIN)/python bench/pipeline.py --users $(BENCH_USERS)
+
 # Regenerates the bundled sample exactly (see docs/sample-data.md).
 sample: setup
 	$(BIN)/oneid-sample --users 2000 --seed 20251123 --out data/sample
