@@ -1,6 +1,6 @@
 """Benchmark the whole graph end to end: wall time and peak memory per step and in total.
 
-    .venv/bin/python bench/pipeline.py                      # 1M persons (~10M source rows), seed 7
+    .venv/bin/python bench/pipeline.py                      # 1M persons (about 5M source rows), seed 7
     .venv/bin/python bench/pipeline.py --users 100000       # 100k persons
 
 Generates the brand once with samplegen into data/generated/pipeline-<users>-<seed>/ (git-ignored; reused when
