@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster
 # The warehouse file (default as in pipelines/settings.py); dbt reads it from the environment, even to parse.
 export ONEID_DATABASE ?= $(CURDIR)/data/oneid.duckdb
 
-.PHONY: setup demo test ui manifest sample bench clean
+.PHONY: setup demo test ui manifest docs sample bench clean
 
 setup: $(VENV)/.installed
 
@@ -32,12 +32,24 @@ demo: setup manifest $(DAGSTER_HOME)/dagster.yaml
 test: setup manifest $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m pytest
 
+# dbt's documentation site (lineage graph, every model's columns and tests) in dbt_project/target: open
+# dbt_project/target/index.html or run `.venv/bin/dbt docs serve --project-dir dbt_project`. The catalog (column
+# types, row counts) is read from the warehouse, so run it after `make demo`.
+docs: setup manifest
+	$(BIN)/dbt docs generate --quiet --project-dir $(CURDIR)/dbt_project --profiles-dir $(CURDIR)/dbt_project
+	@echo "dbt docs written to $(CURDIR)/dbt_project/target/index.html"
+
 ui: setup manifest $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
+
+# Times the whole graph per step on a generated brand (data/generated/, git-ignored): `make bench BENCH_USERS=100000`.
+BENCH_USERS ?= 1000000
+bench: setup manifest
+	$(BIN)/python bench/pipeline.py --users $(BENCH_USERS)
 
 # Regenerates the bundled sample exactly (see docs/sample-data.md).
 sample: setup
 	$(BIN)/oneid-sample --users 2000 --seed 20251123 --out data/sample
 
 clean:
-	rm -rf data/oneid.duckdb data/oneid.duckdb.wal dbt_project/target dbt_project/logs .pytest_cache
+	rm -rf data/oneid.duckdb data/oneid.duckdb.wal data/analyst.duckdb dbt_project/target dbt_project/logs .pytest_cache

@@ -115,6 +115,10 @@ def main() -> int:
     with duckdb.connect(str(settings.database), read_only=True) as con:
         print(format_summary(summarize(con), score(con, settings)))
     print(f"Pipeline run: {elapsed:.1f}s. Warehouse: {settings.database}")
+    with duckdb.connect(str(settings.analyst_path), read_only=True) as con:
+        tables, published_at = con.sql("select count(*), max(published_at) from oneid.published_tables").fetchall()[0]
+    print(f"Analyst database ({tables} tables of marts and lookups, published {published_at:%Y-%m-%d %H:%M:%S} "
+          f"China time; open it read-only, see docs/analysts.md): {settings.analyst_path}")
     return 0
 
 

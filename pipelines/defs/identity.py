@@ -187,7 +187,13 @@ def identity_graph_health(context: AssetCheckExecutionContext, warehouse: DuckDB
     description = (
         f"run {run_id} ({mode}): largest user {largest:,} records"
         + (f" (limit {limit:,})" if limit is not None else " (no limit)")
+        + f"; {health['merges']} merges, {health['splits']} splits since the previous run"
         + ("" if published else f"; NOT published, candidate tables in schema {CANDIDATE_SCHEMA}")
+    )
+    blocked = health["blocked_values"]
+    blocked_md = "\n".join(
+        ["| reason | values | records |", "|---|---:|---:|"]
+        + [f"| {reason} | {v['values']:,} | {v['records']:,} |" for reason, v in sorted(blocked.items())]
     )
     return AssetCheckResult(
         passed=bool(published),
@@ -201,6 +207,11 @@ def identity_graph_health(context: AssetCheckExecutionContext, warehouse: DuckDB
             "size_distribution": MetadataValue.md(tables_md["size_distribution"]),
             "largest_users": MetadataValue.md(tables_md["largest_users"]),
             "identities_per_user": MetadataValue.md(tables_md["identities_per_user"]),
+            "values_shared": MetadataValue.int(int(blocked.get("shared", {}).get("values", 0))),
+            "values_blocked": MetadataValue.int(
+                sum(int(v["values"]) for reason, v in blocked.items() if reason != "shared")
+            ),
+            "blocked_and_shared_values": MetadataValue.md(blocked_md),
             "blocked_values": MetadataValue.json(health["blocked_values"]),
             "rejected_links": MetadataValue.json(health["rejected_links"]),
             "merges": MetadataValue.int(int(health["merges"])),

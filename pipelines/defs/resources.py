@@ -11,10 +11,12 @@ from pipelines.settings import Settings
 
 
 class OneIdPaths(ConfigurableResource):
-    """Folders a run reads: the landing folder of exports and the user-editable config."""
+    """Folders a run reads (the landing folder of exports, the user-editable config) and the analyst database
+    file it publishes."""
 
     landing_dir: str
     config_dir: str
+    analyst_database: str = ""
 
 
 def build_resources(settings: Settings | None = None) -> dict:
@@ -24,5 +26,9 @@ def build_resources(settings: Settings | None = None) -> dict:
     return {
         "warehouse": DuckDBResource(database=str(settings.database)),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
-        "paths": OneIdPaths(landing_dir=str(settings.landing_dir), config_dir=str(settings.config_dir)),
+        "paths": OneIdPaths(
+            landing_dir=str(settings.landing_dir),
+            config_dir=str(settings.config_dir),
+            analyst_database=str(settings.analyst_path),
+        ),
     }

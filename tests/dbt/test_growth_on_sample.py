@@ -1,7 +1,7 @@
 """Headline growth numbers on the bundled sample brand, recomputed independently of dbt.
 
-The module fixture runs ingest and identity (Dagster assets, as tests/e2e does) on data/sample/landing into a
-temporary warehouse, then `dbt build` on it. The tests read the landing files again with plain polars, attach
+The session fixture `sample_warehouse` (tests/dbt/conftest.py) runs ingest and identity (Dagster assets, as
+tests/e2e does) on data/sample/landing into a temporary warehouse, then `dbt build` on it. The tests read the landing files again with plain polars, attach
 users through identity.record_map only, and recompute net GMV by credited channel and the member tier counts
 with their own code, following the rules in docs/models.md. Nothing from staging or the marts feeds the
 recomputation.
@@ -19,7 +19,6 @@ import duckdb
 import polars as pl
 import pytest
 
-from dbt_warehouse import run_dbt
 
 pytestmark = pytest.mark.slow
 
@@ -31,33 +30,9 @@ TIERS = [("diamond", 500_000), ("gold", 300_000), ("silver", 100_000), ("ordinar
 
 
 @pytest.fixture(scope="module")
-def warehouse(tmp_path_factory) -> Path:
-    from dagster import materialize
-
-    from pipelines.defs.identity import identity_resolution
-    from pipelines.defs.ingest import raw_assets
-    from pipelines.defs.resources import build_resources
-    from pipelines.settings import DATABASE_ENV, Settings
-
-    work = tmp_path_factory.mktemp("growth_sample")
-    settings = Settings(
-        database=work / "oneid.duckdb",
-        landing_dir=SAMPLE_LANDING,
-        config_dir=REPO_ROOT / "config",
-        truth_file=REPO_ROOT / "data" / "sample" / "truth" / "records.csv.gz",
-    )
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(DATABASE_ENV, str(settings.database))
-        result = materialize([*raw_assets, identity_resolution], resources=build_resources(settings),
-                             raise_on_error=True)
-    assert result.success
-    # dbt runs from the project files (not the manifest Dagster was started with), like tests/dbt.
-    build = run_dbt(["build"], settings.database, work)
-    assert build.success, build.exception
-    failed = {str(r.node.name): str(r.status) for r in build.result.results
-              if str(r.status) not in ("success", "pass", "warn")}
-    assert failed == {}
-    return settings.database
+def warehouse(sample_warehouse) -> Path:
+    """The sample built once per session (tests/dbt/conftest.py), shared with the analyst-query tests."""
+    return sample_warehouse
 
 
 def _query(database: Path, sql: str) -> pl.DataFrame:

@@ -111,6 +111,7 @@ def test_graphql_lineage_connects_ingest_to_marts(dagster_ui):
     assert "identity/record_map" in seen
     assert "marts/fct_orders" in seen
     assert "marts/dim_users" in seen
+    assert "publish/analyst_db" in seen  # the last step: the analyst database, after every mart
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (apt-get install chromium)")

@@ -57,7 +57,7 @@ def test_no_dbt_source_became_a_stray_asset():
     graph, _ = _asset_graph()
     # a dbt source without meta.dagster.asset_key would appear as an unmaterializable key like ['raw_x', 'y']
     for key in graph.get_all_asset_keys():
-        assert key.path[0] in {"raw", "identity", "staging", "intermediate", "marts", "seeds"}, key
+        assert key.path[0] in {"raw", "identity", "staging", "intermediate", "marts", "seeds", "publish"}, key
 
 
 def test_full_run_job_and_groups():
@@ -68,6 +68,8 @@ def test_full_run_job_and_groups():
     assert groups["identity"] == "identity"
     assert groups["marts"] == "marts"
     assert groups["staging"] == "staging"
+    assert groups["seeds"] == "lookups"
+    assert groups["publish"] == "publish"
 
 
 def test_translator_layers_and_build_args():
@@ -77,3 +79,32 @@ def test_translator_layers_and_build_args():
     assert OneIdDbtTranslator().get_asset_key(model) == AssetKey(["marts", "dim_users"])
     assert dbt_layer({"resource_type": "seed", "fqn": ["oneid", "channel_codes"]}) is None
     assert dbt_build_args() == ["build"]
+
+
+def test_publish_is_downstream_of_every_mart_and_seed_and_last():
+    graph, edges = _asset_graph()
+    publish_key = AssetKey(["publish", "analyst_db"])
+    marts_and_seeds = {k for k in graph.get_all_asset_keys() if k.path[0] in {"marts", "seeds"}}
+    assert len(marts_and_seeds) >= 14
+    assert set(graph.get(publish_key).parent_keys) == marts_and_seeds
+    assert edges[publish_key] == set()
+    assert publish_key in _reachable(edges, AssetKey(["raw", "orders"]))
+
+
+def test_every_check_is_on_its_asset():
+    graph, _ = _asset_graph()
+    checks = defaultdict(set)
+    for check in graph.asset_check_keys:
+        checks[check.asset_key].add(check.name)
+    # Great Expectations suites on every raw table
+    for source in ("oa_followers", "mp_logins", "wecom_contacts", "orders", "crm_members", "referrals"):
+        assert {"contract", "quality"} <= checks[AssetKey(["raw", source])], source
+    assert "identity_graph_health" in checks[AssetKey(["identity", "record_map"])]
+    # dbt tests, emitted as asset checks by dagster-dbt: generic ones on their model, singular ones too
+    assert "unique_fct_orders_order_key" in checks[AssetKey(["marts", "fct_orders"])]
+    assert any(name.startswith("not_null_dim_users") for name in checks[AssetKey(["marts", "dim_users"])])
+    dbt_checks = {c for c in graph.asset_check_keys if c.asset_key.path[0] in {"staging", "intermediate", "marts",
+                                                                              "seeds"}}
+    assert len(dbt_checks) >= 100
+    blocking = {c.name for c in graph.asset_check_keys if graph.get_check_spec(c).blocking}
+    assert {"contract", "identity_graph_health"} <= blocking

@@ -1,0 +1,183 @@
+"""Benchmark the whole graph end to end: wall time and peak memory per step and in total.
+
+    .venv/bin/python bench/pipeline.py                      # 1M persons (about 5M source rows), seed 7
+    .venv/bin/python bench/pipeline.py --users 100000       # 100k persons
+
+Generates the brand once with samplegen into data/generated/pipeline-<users>-<seed>/ (git-ignored; reused when
+it exists, generation is not timed), then runs the `oneid_full_run` job (ingest, GX checks, identity, dbt build
+with its tests, publish) into a fresh temporary warehouse, the way the daily schedule runs it.
+
+Time per step comes from Dagster's STEP_START / STEP_SUCCESS events. Memory is sampled every 0.2 s as the summed
+RSS of this process and all its descendants (dbt runs as a child process), read from /proc; a step's peak is the
+highest sample while it ran. The total peak is the highest sample of the whole run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# Run as a script, this file's folder comes first on sys.path, and bench/identity.py would shadow the `identity`
+# package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(REPO))
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        tree.setdefault(ppid, []).append(int(entry))
+    return tree
+
+
+def tree_rss(root: int) -> int:
+    """Resident bytes of `root` and every descendant."""
+    tree, total, stack = _children(), 0, [root]
+    while stack:
+        pid = stack.pop()
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as f:
+                total += int(f.read().split()[1]) * _PAGE
+        except OSError:
+            pass
+        stack.extend(tree.get(pid, ()))
+    return total
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, interval: float = 0.2):
+        super().__init__(daemon=True)
+        self.interval, self.samples, self._halt = interval, [], threading.Event()
+
+    def run(self) -> None:
+        pid, started, reported = os.getpid(), time.time(), time.time()
+        while not self._halt.is_set():
+            self.samples.append((time.time(), tree_rss(pid)))
+            if time.time() - reported >= 60:
+                # progress on stderr, so a run stopped early still tells its memory so far
+                reported = time.time()
+                print(f"[bench] {reported - started:.0f}s: RSS {self.samples[-1][1] / 1e9:.2f} GB, "
+                      f"peak so far {self.peak() / 1e9:.2f} GB", file=sys.stderr, flush=True)
+            self._halt.wait(self.interval)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+    def peak(self, start: float = 0.0, end: float = float("inf")) -> int:
+        return max((rss for t, rss in self.samples if start <= t <= end), default=0)
+
+
+def generate(users: int, seed: int, out: Path) -> None:
+    if (out / "manifest.json").exists():
+        print(f"brand: reusing {out}")
+        return
+    print(f"brand: generating {users:,} persons (seed {seed}) into {out} ...", flush=True)
+    started = time.perf_counter()
+    if out.exists():
+        shutil.rmtree(out)
+    subprocess.run([sys.executable, "-m", "samplegen", "--users", str(users), "--seed", str(seed), "--out", str(out),
+                    "--quiet"], check=True, cwd=REPO)
+    print(f"brand: generated in {time.perf_counter() - started:.0f}s")
+
+
+def step_windows(instance, run_id: str) -> list[tuple[str, float, float, str]]:
+    """(step, start, end, status) in start order, from the run's event log."""
+    starts, ends = {}, {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        kind = event.event_type_value
+        if kind == "STEP_START":
+            starts[event.step_key] = entry.timestamp
+        elif kind in ("STEP_SUCCESS", "STEP_FAILURE"):
+            ends[event.step_key] = (entry.timestamp, "ok" if kind == "STEP_SUCCESS" else "FAILED")
+    return sorted(
+        ((step, start, *ends.get(step, (start, "?"))) for step, start in starts.items()), key=lambda w: w[1]
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, help="brand folder (default data/generated/pipeline-<users>-<seed>)")
+    parser.add_argument("--work", type=Path, help="where the temporary warehouse goes (default: system temp)")
+    args = parser.parse_args()
+
+    brand = args.out or REPO / "data" / "generated" / f"pipeline-{args.users}-{args.seed}"
+    generate(args.users, args.seed, brand)
+    work = Path(tempfile.mkdtemp(prefix="oneid-bench-", dir=args.work))
+    try:
+        return run(args, brand, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args, brand: Path, work: Path) -> int:
+    os.environ["ONEID_DATABASE"] = str(work / "oneid.duckdb")  # dbt reads it, also when the defs load
+    os.environ.setdefault("DAGSTER_HOME", str(work / "dagster"))
+
+    from dagster import DagsterInstance
+
+    from pipelines.definitions import FULL_RUN_JOB_NAME, build_defs
+    from pipelines.settings import Settings
+
+    settings = Settings(
+        database=work / "oneid.duckdb", landing_dir=brand / "landing", config_dir=REPO / "config",
+        truth_file=brand / "truth" / "records.csv.gz", analyst_database=work / "analyst.duckdb",
+    )
+    defs = build_defs(settings)
+    instance = DagsterInstance.ephemeral()
+    sampler = RssSampler()
+    sampler.start()
+    started = time.time()
+    try:
+        result = defs.resolve_job_def(FULL_RUN_JOB_NAME).execute_in_process(instance=instance, raise_on_error=False)
+    finally:
+        ended = time.time()
+        sampler.stop()
+
+    import duckdb
+
+    with duckdb.connect(str(settings.database), read_only=True) as con:
+        source_rows = con.sql("select coalesce(sum(rows_loaded + rows_quarantined), 0) from raw.load_log").fetchall()
+        users = con.sql("select count(*) from identity.users where records > 0").fetchall()
+    files = sum(1 for p in settings.landing_dir.rglob("*") if p.is_file())
+    landing_bytes = sum(p.stat().st_size for p in settings.landing_dir.rglob("*") if p.is_file())
+
+    print()
+    print(f"OneID pipeline benchmark: {args.users:,} persons, seed {args.seed}, {os.cpu_count()} cores")
+    print(f"  landing: {files} files, {landing_bytes / 1e9:.2f} GB, {source_rows[0][0]:,} source rows; "
+          f"unified users: {users[0][0]:,}")
+    print(f"  {'step':<44} {'wall s':>8} {'peak RSS GB':>12}  status")
+    for step, start, end, status in step_windows(instance, result.run_id):
+        print(f"  {step:<44} {end - start:>8.1f} {sampler.peak(start, end) / 1e9:>12.2f}  {status}")
+    print(f"  {'TOTAL (run, incl. startup)':<44} {ended - started:>8.1f} {sampler.peak() / 1e9:>12.2f}  "
+          f"{'ok' if result.success else 'FAILED'}")
+    print(f"  warehouse {settings.database.stat().st_size / 1e9:.2f} GB, analyst database "
+          f"{settings.analyst_path.stat().st_size / 1e9 if settings.analyst_path.exists() else 0:.2f} GB in {work}")
+    return 0 if result.success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
