@@ -23,6 +23,8 @@ from zoneinfo import ZoneInfo
 import duckdb
 import polars as pl
 
+from pipelines.faults import crash_point
+
 from .catalog import (
     INFLIGHT_TABLE, LOAD_LOG_COLUMNS, QUARANTINE_COLUMNS, RAW_SCHEMA, ddl, raw_table, table_columns,
 )
@@ -255,6 +257,7 @@ def _ingest_file(con, path: Path, landing_dir: Path, folder: LandingFolder, conf
             con.execute(f"INSERT INTO {INFLIGHT_TABLE} VALUES (?, ?, ?, ?)", [source, rel, file_hash, loaded_at])
             inflight = True
         con.commit()
+        crash_point("ingest:mid_file")
         _checkpoint(con)
         con.begin()
 
@@ -305,6 +308,7 @@ def _ingest_file(con, path: Path, landing_dir: Path, folder: LandingFolder, conf
         _insert_log(con, source, rel, file_hash, layout.name, "loaded", rows_loaded, rows_quarantined, message, loaded_at)
         if inflight:
             con.execute(f"DELETE FROM {INFLIGHT_TABLE} WHERE file_hash = ? AND source_file = ?", [file_hash, rel])
+        crash_point("ingest:before_commit")
         con.commit()
         if inflight:
             _checkpoint(con)
