@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -37,6 +38,9 @@ _SHANGHAI = ZoneInfo("Asia/Shanghai")
 CHUNK_ROWS = 250_000
 ROW_GROUP_ROWS = 122_880  # DuckDB's row group: commit whole ones, partial ones compress worse
 COMMIT_ROWS = 4 * ROW_GROUP_ROWS  # ~490k rows: larger commits are faster, smaller ones use less memory
+
+
+RowDropper = Callable[[str, pl.DataFrame], tuple[pl.DataFrame, int]]
 
 
 class _TransformFailed(Exception):
@@ -90,11 +94,12 @@ def _log_exists(con, rel: str, file_hash: str, statuses: tuple[str, ...], messag
 
 
 def _insert_log(con, source: str, rel: str, file_hash: str, layout: str | None, status: str,
-                rows_loaded: int, rows_quarantined: int, message: str, loaded_at: datetime) -> None:
+                rows_loaded: int, rows_quarantined: int, message: str, loaded_at: datetime,
+                rows_forgotten: int = 0) -> None:
     cols = ", ".join(c for c, _ in LOAD_LOG_COLUMNS)
     con.execute(
-        f"INSERT INTO {RAW_SCHEMA}.load_log ({cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [source, rel, file_hash, layout, status, rows_loaded, rows_quarantined, message, loaded_at],
+        f"INSERT INTO {RAW_SCHEMA}.load_log ({cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [source, rel, file_hash, layout, status, rows_loaded, rows_quarantined, message, loaded_at, rows_forgotten],
     )
 
 
@@ -175,14 +180,20 @@ def ingest_file(
     landing_dir: Path,
     folder: LandingFolder,
     config: IngestConfig,
+    drop_rows: RowDropper | None = None,
 ) -> FileResult:
-    """Load one landing file into ``raw.<source>``; never raises for a bad file, only for a broken database."""
+    """Load one landing file into ``raw.<source>``; never raises for a bad file, only for a broken database.
+
+    ``drop_rows(source, rows) -> (kept, dropped)`` removes rows before they are stored: ingest's hook for
+    deletion tombstones (pipelines/forget.py), counted in load_log.rows_forgotten.
+    """
     started = time.perf_counter()
-    result = _ingest_file(con, Path(path), Path(landing_dir), folder, config)
+    result = _ingest_file(con, Path(path), Path(landing_dir), folder, config, drop_rows)
     return replace(result, seconds=round(time.perf_counter() - started, 3))
 
 
-def _ingest_file(con, path: Path, landing_dir: Path, folder: LandingFolder, config: IngestConfig) -> FileResult:
+def _ingest_file(con, path: Path, landing_dir: Path, folder: LandingFolder, config: IngestConfig,
+                 drop_rows: RowDropper | None = None) -> FileResult:
     source = folder.source
     # abspath, not resolve(): a symlinked export must keep its landing-folder name, not its target's.
     rel = Path(os.path.abspath(path)).relative_to(os.path.abspath(landing_dir)).as_posix()
@@ -235,7 +246,7 @@ def _ingest_file(con, path: Path, landing_dir: Path, folder: LandingFolder, conf
         pl.lit(file_hash, pl.String).alias("file_hash"),
         pl.lit(loaded_at, pl.Datetime("us")).alias("loaded_at"),
     ]
-    rows_loaded = rows_quarantined = 0
+    rows_loaded = rows_quarantined = rows_forgotten = 0
     first_problem = None
     inflight = False
     pending: list[pl.DataFrame] = []  # typed rows not inserted yet
@@ -281,6 +292,10 @@ def _ingest_file(con, path: Path, landing_dir: Path, folder: LandingFolder, conf
                     result = transform(chunk, layout, scope)
                 except Exception as e:
                     raise _TransformFailed(f"{rel}: {type(e).__name__}: {e}") from e
+                if drop_rows is not None and result.rows.height:
+                    kept, dropped = drop_rows(source, result.rows)
+                    result = replace(result, rows=kept)
+                    rows_forgotten += dropped
                 if result.rows.height:
                     pending.append(result.rows.with_columns(load_values))
                     pending_rows += result.rows.height
@@ -305,7 +320,10 @@ def _ingest_file(con, path: Path, landing_dir: Path, folder: LandingFolder, conf
                 f", {rows_quarantined} rows quarantined (first: row {first['row_number']}"
                 f"{', column ' + first['column_name'] if first['column_name'] else ''}: {first['reason']})"
             )
-        _insert_log(con, source, rel, file_hash, layout.name, "loaded", rows_loaded, rows_quarantined, message, loaded_at)
+        if rows_forgotten:
+            message += f", {rows_forgotten} rows dropped: they carry an identifier of a forgotten person"
+        _insert_log(con, source, rel, file_hash, layout.name, "loaded", rows_loaded, rows_quarantined, message,
+                    loaded_at, rows_forgotten)
         if inflight:
             con.execute(f"DELETE FROM {INFLIGHT_TABLE} WHERE file_hash = ? AND source_file = ?", [file_hash, rel])
         crash_point("ingest:before_commit")
@@ -326,7 +344,8 @@ def _ingest_file(con, path: Path, landing_dir: Path, folder: LandingFolder, conf
             except Exception:
                 pass  # the marker stays; the next run deletes the partial rows before loading anything
         raise
-    return FileResult(rel, file_hash, layout.name, "loaded", rows_loaded, rows_quarantined, message, read.encoding)
+    return FileResult(rel, file_hash, layout.name, "loaded", rows_loaded, rows_quarantined, message, read.encoding,
+                      rows_forgotten=rows_forgotten)
 
 
 def _checkpoint(con) -> None:
@@ -372,6 +391,7 @@ def ingest_source(
     source: str,
     landing_dir: Path,
     config: IngestConfig,
+    drop_rows: RowDropper | None = None,
 ) -> SourceReport:
     """Load every new file of every landing folder feeding ``raw.<source>``.
 
@@ -387,7 +407,7 @@ def ingest_source(
             report.missing_folders.append(folder.path)
             continue
         for path in discover_files(landing_dir, folder):
-            report.files.append(ingest_file(con, path, landing_dir, folder, config))
+            report.files.append(ingest_file(con, path, landing_dir, folder, config, drop_rows))
     return report
 
 
