@@ -25,6 +25,7 @@ import duckdb
 import polars as pl
 
 from pipelines.faults import crash_point
+from pipelines.validation.masking import mask_phones
 
 from .catalog import (
     INFLIGHT_TABLE, LOAD_LOG_COLUMNS, QUARANTINE_COLUMNS, RAW_SCHEMA, ddl, raw_table, table_columns,
@@ -118,6 +119,8 @@ def _insert_frame(con, table: str, frame: pl.DataFrame, columns: list[str]) -> N
 
 def _reject(con, source: str, rel: str, file_hash: str, message: str, encoding: str | None = None,
             layout: str | None = None) -> FileResult:
+    # A parser's message can quote a line of the file: mask phones before it reaches load_log, the UI and logs.
+    message = mask_phones(message)
     # A rejected file is retried on every run (the fix may be a config change); log each distinct
     # rejection once so that re-running over the same landing folder adds nothing.
     logged = not _log_exists(con, rel, file_hash, ("rejected",), message)

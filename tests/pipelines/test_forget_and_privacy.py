@@ -187,3 +187,38 @@ def test_dagster_event_log_and_metadata_carry_no_phone_number(world, monkeypatch
     events = "\n".join(text)
     assert "ASSET_CHECK_EVALUATION" in events and "ASSET_MATERIALIZATION" in events
     assert not MOBILE.findall(events)
+
+
+def test_audience_export_is_explicit_and_hashes_segment_phones(world, tmp_path):
+    import hashlib
+
+    out = tmp_path / "audience.csv"
+    env = {**os.environ, "ONEID_DATABASE": world["database"]}
+    done = subprocess.run([sys.executable, "-m", "pipelines.admin", "audience", "--segment", "all", "--hash", "sha256",
+                           "--out", str(out)], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = out.read_text(encoding="utf-8").splitlines()
+    with duckdb.connect(world["database"], read_only=True) as con:
+        phones = [r[0] for r in con.sql("select distinct id_value from identity.id_map where id_type = 'phone'"
+                                        ).fetchall()]
+    assert lines[0] == "phone_sha256"
+    assert sorted(lines[1:]) == sorted(hashlib.sha256(p.encode()).hexdigest() for p in phones)
+    assert hashlib.sha256(PHONE_P.encode()).hexdigest() not in lines
+    assert not MOBILE.search(done.stdout + done.stderr)
+
+
+def test_run_without_key_fails_with_a_clear_message(tmp_path):
+    landing = tmp_path / "landing"
+    (landing / "mp_logins").mkdir(parents=True)
+    (landing / "mp_logins" / "a.csv").write_text(f"log_id,appid,openid,unionid,phone,login_time\n"
+                                                  f"L1,{APPID},{OPENID_C},,,2025-01-01 10:00:00\n")
+    env = _env(tmp_path, landing)
+    env.pop("ONEID_ALLOW_DEMO_KEY", None)
+    env.pop("ONEID_HMAC_KEY", None)
+    done = subprocess.run([sys.executable, str(DRIVER), "upstream"], cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode != 0
+    assert "ONEID_HMAC_KEY is not set" in done.stdout + done.stderr
+    with duckdb.connect(str(tmp_path / "oneid.duckdb"), read_only=True) as con:
+        assert con.sql("select count(*) from information_schema.tables where table_schema = 'identity'"
+                       ).fetchall()[0][0] == 0
