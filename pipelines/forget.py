@@ -263,6 +263,8 @@ def forget(
     except BaseException:
         con.execute("rollback")
         raise
+    # Fold the WAL into the file so the deleted rows are not kept in a log beside it.
+    con.execute("checkpoint")
     return report
 
 

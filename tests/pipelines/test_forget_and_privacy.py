@@ -71,7 +71,7 @@ def _user(con, id_type: str, scope: str, value: str):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     work = tmp_path_factory.mktemp("forget")
-    subprocess.run([sys.executable, "-m", "samplegen", "--users", "300", "--seed", "5", "--out", str(work)],
+    subprocess.run([sys.executable, "-m", "samplegen", "--users", "150", "--seed", "5", "--out", str(work)],
                    check=True, capture_output=True, cwd=REPO_ROOT)
     landing = work / "landing"
     (work / "dagster_home").mkdir()
