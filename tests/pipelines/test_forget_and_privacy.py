@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -95,6 +96,8 @@ def world(tmp_path_factory):
                             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert forget.returncode == 0, forget.stdout[-2000:] + forget.stderr[-3000:]
     logs.append(forget.stdout + forget.stderr)
+    snapshot = work / "after_forget.duckdb"  # marts of an uninterrupted run, for the dbt crash test
+    shutil.copy(env["ONEID_DATABASE"], snapshot)
     # P's old exports come back under new names with new bytes: a re-export, a colleague's copy
     for rel, text in P_FILES.items():
         target = landing / rel.replace("bridge_", "replayed_")
@@ -104,7 +107,7 @@ def world(tmp_path_factory):
     assert replay.returncode == 0, replay.stderr[-3000:]
     logs.append(replay.stdout + replay.stderr)
     return {"database": env["ONEID_DATABASE"], "before": before, "forget_output": forget.stdout, "logs": logs,
-            "dagster_home": work / "dagster_home"}
+            "dagster_home": work / "dagster_home", "snapshot": snapshot}
 
 
 def test_p_bridged_a_and_b_before_the_request(world):
@@ -222,3 +225,26 @@ def test_run_without_key_fails_with_a_clear_message(tmp_path):
     with duckdb.connect(str(tmp_path / "oneid.duckdb"), read_only=True) as con:
         assert con.sql("select count(*) from information_schema.tables where table_schema = 'identity'"
                        ).fetchall()[0][0] == 0
+
+
+def test_run_killed_during_dbt_then_rerun_equals_uninterrupted(world, tmp_path):
+    """dbt replaces each model atomically; a kill mid-build must leave no half-built or temporary relation."""
+    from warehouse_fingerprint import table_fingerprints
+
+    database = tmp_path / "oneid.duckdb"
+    shutil.copy(world["snapshot"], database)
+    expected = table_fingerprints(world["snapshot"])
+    empty_landing = tmp_path / "landing"  # nothing new to load: the run rebuilds the same marts
+    empty_landing.mkdir()
+    env = {**_env(tmp_path, empty_landing), "ONEID_DATABASE": str(database), "ONEID_TEST_CRASH_AT": "dbt"}
+    killed = subprocess.run([sys.executable, str(DRIVER), "all"], cwd=REPO_ROOT, env=env, capture_output=True,
+                            text=True, timeout=600, start_new_session=True)
+    assert killed.returncode in (-9, 137), killed.stderr[-2000:]
+    assert "killing the run at dbt" in killed.stderr
+    env.pop("ONEID_TEST_CRASH_AT")
+    done = subprocess.run([sys.executable, str(DRIVER), "all"], cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=900, start_new_session=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = table_fingerprints(database)
+    assert sorted(got) == sorted(expected)  # no __dbt_tmp / __dbt_backup relation left behind
+    assert {name: got[name] for name in got if got[name] != expected[name]} == {}
