@@ -10,6 +10,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import PrivateAttr
 
 from pipelines.defs.dbt import dbt_executable, dbt_project
+from identity.privacy import hmac_key
 from pipelines.runlock import WarehouseLock
 from pipelines.settings import Settings
 
@@ -22,6 +23,8 @@ class LockedDuckDBResource(DuckDBResource):
     _lock: WarehouseLock | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
+        # A run that could not hash phones must fail before it loads anything, not at the identity step.
+        hmac_key()
         self._lock = WarehouseLock(Path(self.database)).acquire()
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:

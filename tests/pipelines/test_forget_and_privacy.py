@@ -230,9 +230,7 @@ def test_run_without_key_fails_with_a_clear_message(tmp_path):
                           text=True, timeout=600)
     assert done.returncode != 0
     assert "ONEID_HMAC_KEY is not set" in done.stdout + done.stderr
-    with duckdb.connect(str(tmp_path / "oneid.duckdb"), read_only=True) as con:
-        assert con.sql("select count(*) from information_schema.tables where table_schema = 'identity'"
-                       ).fetchall()[0][0] == 0
+    assert not (tmp_path / "oneid.duckdb").exists()  # failed before loading anything
 
 
 def test_run_killed_during_dbt_then_rerun_equals_uninterrupted(world, tmp_path):
