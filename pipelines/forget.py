@@ -90,7 +90,11 @@ def normalize_identifiers(given: pl.DataFrame, config: IdentityConfig) -> pl.Dat
         pl.col("value").alias("id_value"),
     )
     normalized = identity.normalize_observations(frame, config)
-    bad = normalized.filter(pl.col("id_value").is_null() | ~pl.col("id_type").is_in(list(FORGETTABLE_TYPES)))
+    # A junk or blocklisted value (13800138000, a test number) is typed on many people's records: forgetting
+    # it would delete all of them and drop their future rows.
+    bad = normalized.filter(
+        pl.col("id_value").is_null() | ~pl.col("usable") | ~pl.col("id_type").is_in(list(FORGETTABLE_TYPES))
+    )
     if bad.height:
         # The row number, not the value: this message may end up in a ticket.
         rows = ", ".join(str(int(r) + 1) for r in bad["record_id"].to_list()[:10])
@@ -149,6 +153,20 @@ def person_scope(
         exclusive = on_records.join(elsewhere, on=IDENTITY_KEY, how="anti")
         identities = pl.concat([given, exclusive]).unique()
     return with_phone_hashes(identities), records, unknown
+
+
+def refuse_shared(con, identities: pl.DataFrame) -> None:
+    """A value resolution found shared (a store's front-desk phone) belongs to many people, not to the requester."""
+    blocked = _table(con, "identity.blocked_values")
+    if blocked is None:
+        return
+    hits = blocked.join(identities, on=IDENTITY_KEY, how="semi")
+    if hits.height:
+        reasons = ", ".join(sorted(set(hits["reason"].to_list())))
+        raise ValueError(
+            f"{hits.height} of the identifiers given are blocked in identity.blocked_values ({reasons}): they are "
+            "on many people's records. Forget the person by their other identifiers, or remove the value by hand."
+        )
 
 
 def _register(con, name: str, frame: pl.DataFrame) -> None:
@@ -238,6 +256,7 @@ def forget(
 ) -> ForgetReport:
     """Everything but the rebuild, in one transaction: a failure leaves the warehouse as it was."""
     identities_given = normalize_identifiers(given, config)
+    refuse_shared(con, identities_given)
     report = ForgetReport(identifiers_given=given.height)
     identities, records, report.unknown = person_scope(con, identities_given, whole_user)
     raw_values = []
