@@ -3,12 +3,14 @@
 The pipeline runs in its own process group (tests/pipelines/crash_driver.py); ONEID_TEST_CRASH_AT makes it
 SIGKILL itself at a named point, as a power cut would: mid-file (after a committed block, in-flight marker
 set), just before a file's commit, before and after identity publishes. The crashes are chained on one
-warehouse, each run starting from what the previous one left, then a clean run finishes the job.
+warehouse, each run starting from what the previous one left, over two deliveries of exports (the second
+makes identity merge users), and clean runs finish each delivery.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +23,18 @@ from warehouse_fingerprint import table_fingerprints
 
 pytestmark = pytest.mark.slow
 DRIVER = Path(__file__).with_name("crash_driver.py")
-CRASH_POINTS = ["ingest:mid_file", "ingest:before_commit", "ingest:mid_file", "identity:before_publish",
-                "identity:after_publish"]
+# (landing, crash point or None for a clean run). Phase 1 holds every export but the mini-program logins; phase 2
+# adds them, and they link openids to unionids and phones: the second identity run merges users, so the merge
+# log has entries that a crash could lose or duplicate.
+CHAIN = [
+    ("phase1", "ingest:before_commit"),
+    ("phase1", None),
+    ("phase2", "ingest:mid_file"),
+    ("phase2", "ingest:mid_file"),
+    ("phase2", "identity:before_publish"),
+    ("phase2", "identity:after_publish"),
+    ("phase2", None),
+]
 
 
 def _run(database: Path, landing: Path, crash_at: str | None = None, stages: str = "upstream"):
@@ -37,36 +49,42 @@ def _run(database: Path, landing: Path, crash_at: str | None = None, stages: str
 
 
 @pytest.fixture(scope="module")
-def brand(tmp_path_factory) -> Path:
+def phases(tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("crash_brand")
     subprocess.run(
         [sys.executable, "-m", "samplegen", "--users", "300", "--seed", "5", "--out", str(out)],
         check=True, capture_output=True, cwd=REPO_ROOT,
     )
-    return out / "landing"
+    phase1 = out / "phase1"
+    shutil.copytree(out / "landing", phase1)
+    shutil.rmtree(phase1 / "mp_logins")
+    return {"phase1": phase1, "phase2": out / "landing"}
 
 
-def test_runs_killed_at_each_point_then_rerun_equal_an_uninterrupted_run(brand, tmp_path):
+def test_runs_killed_at_each_point_then_rerun_equal_an_uninterrupted_run(phases, tmp_path):
     clean = tmp_path / "clean.duckdb"
-    done = _run(clean, brand)
-    assert done.returncode == 0, done.stderr[-3000:]
+    for phase in ("phase1", "phase2"):
+        done = _run(clean, phases[phase])
+        assert done.returncode == 0, done.stderr[-3000:]
     expected = table_fingerprints(clean)
     assert expected["raw.mp_logins"][0] > 128  # the tiny block size makes this file commit in several blocks
+    assert expected["identity.merge_log"][0] > 0  # phase 2 merged users
 
     crashed = tmp_path / "crashed.duckdb"
     leftovers = []
-    for point in CRASH_POINTS:
-        killed = _run(crashed, brand, crash_at=point)
-        assert killed.returncode in (-9, 137), (point, killed.returncode, killed.stderr[-2000:])
-        assert f"killing the run at {point}" in killed.stderr
+    for phase, point in CHAIN:
+        result = _run(crashed, phases[phase], crash_at=point)
+        if point is None:
+            assert result.returncode == 0, result.stderr[-3000:]
+            continue
+        assert result.returncode in (-9, 137), (point, result.returncode, result.stderr[-2000:])
+        assert f"killing the run at {point}" in result.stderr
         if point == "ingest:mid_file":
             with duckdb.connect(str(crashed), read_only=True) as con:
                 leftovers.append(con.sql("select count(*) from raw._ingest_inflight").fetchall()[0][0])
     # the mid-file crashes really left committed partial rows behind for the next run to clean up
     assert leftovers and all(n == 1 for n in leftovers)
 
-    final = _run(crashed, brand)
-    assert final.returncode == 0, final.stderr[-3000:]
     got = table_fingerprints(crashed)
     assert sorted(got) == sorted(expected)
     different = {name: (got[name], expected[name]) for name in expected if got[name] != expected[name]}
