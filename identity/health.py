@@ -5,7 +5,12 @@ Plain polars over the identity tables, so the Dagster check, the CLI and a noteb
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
+
+# Metadata and check results are shown in the UI to everyone: an anchor that is a phone is masked there.
+_MOBILE_IN_TEXT = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
 
 # user sizes in records, bucketed: (label, smallest, largest)
 SIZE_BUCKETS = (
@@ -69,13 +74,17 @@ def graph_health(
     }
 
 
+def _masked(text: str) -> str:
+    return _MOBILE_IN_TEXT.sub(r"\1****\2", text)
+
+
 def markdown(health: dict) -> dict[str, str]:
     """Markdown tables for materialization metadata and check results."""
     sizes = ["| records per user | users | records |", "|---:|---:|---:|"]
     sizes += [f"| {b['records']} | {b['users']:,} | {b['records_total']:,} |" for b in health["size_distribution"]]
     largest = ["| user_id | records | identities | anchor |", "|---|---:|---:|---|"]
     largest += [
-        f"| {u['user_id']} | {u['records']:,} | {u['identities']:,} | {u['anchor'].replace(chr(9), ' ')} |"
+        f"| {u['user_id']} | {u['records']:,} | {u['identities']:,} | {_masked(u['anchor'].replace(chr(9), ' '))} |"
         for u in health["largest_users"]
     ]
     identities = ["| identities per user | users |", "|---:|---:|"]

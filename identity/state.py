@@ -185,10 +185,22 @@ def write_table(con, schema: str, table: str, frame: pl.DataFrame) -> None:
     con.execute(f'create or replace table "{schema}"."{table}" as select * from arrow_table')
 
 
-def save_state(con, state: State, latest_schema: str = LATEST_SCHEMA, history_schema: str = HISTORY_SCHEMA) -> None:
-    """Writes every table in one transaction: a failed run leaves the previous state whole."""
+def save_state(
+    con,
+    state: State,
+    latest_schema: str = LATEST_SCHEMA,
+    history_schema: str = HISTORY_SCHEMA,
+    extra: dict[str, pl.DataFrame] | None = None,
+) -> None:
+    """Writes every table in one transaction: a failed run leaves the previous state whole.
+
+    `extra`: tables derived from this state (e.g. phone_keys) written to `latest_schema` in the same transaction,
+    so a crash can never publish them out of step with the state.
+    """
     con.execute("begin transaction")
     try:
+        for name, frame in (extra or {}).items():
+            write_table(con, latest_schema, name, frame)
         for name, frame in state.tables().items():
             write_table(con, history_schema if name in HISTORY_TABLES else latest_schema, name, frame)
         # the history is also published beside the latest tables, for dbt and for people

@@ -6,6 +6,7 @@ write; identity accuracy is scored against the sample's ground truth, which only
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -14,7 +15,8 @@ import polars as pl
 from dagster import DagsterInstance
 
 import identity
-from pipelines.settings import Settings
+from identity.privacy import DEMO_KEY_ENV, KEY_ENV, MissingKeyError, demo_key_notice, hmac_key
+from pipelines.settings import DEFAULT_LANDING, REPO_ROOT, Settings
 
 
 def run_pipeline() -> bool:
@@ -106,6 +108,16 @@ def main() -> int:
         print(f"No export files under {settings.landing_dir}: set ONEID_LANDING_DIR to a landing folder "
               "(the bundled sample is data/sample/landing).", file=sys.stderr)
         return 2
+    if not os.environ.get(KEY_ENV) and settings.landing_dir.resolve() == (REPO_ROOT / DEFAULT_LANDING).resolve():
+        # The bundled sample is fake: the public demo key is fine there, and only there (docs/privacy.md).
+        os.environ[DEMO_KEY_ENV] = "1"
+    try:
+        _, is_demo = hmac_key()
+    except MissingKeyError as error:
+        print(error, file=sys.stderr)
+        return 2
+    if is_demo:
+        print(f"NOTE: {demo_key_notice()}", file=sys.stderr)
     started = time.perf_counter()
     ok = run_pipeline()
     elapsed = time.perf_counter() - started

@@ -11,8 +11,10 @@ from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey
 from dagster._utils.env import using_dagster_dev
+from dagster_duckdb import DuckDBResource
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
+from pipelines.faults import crash_point
 from pipelines.settings import DBT_PROJECT_DIR, Settings
 
 # dbt's profile reads the warehouse path from the environment, also while the manifest is parsed.
@@ -77,6 +79,10 @@ def dbt_build_args() -> list[str]:
 
 
 @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=translator)
-def oneid_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource):
+def oneid_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBResource):
     """Every dbt model and seed; grains are stated in each model's YAML description."""
-    yield from dbt.cli(dbt_build_args(), context=context).stream()
+    # `warehouse` is not queried here: requiring it holds the run's warehouse lock while dbt writes the file.
+    for index, event in enumerate(dbt.cli(dbt_build_args(), context=context).stream()):
+        if index == 3:
+            crash_point("dbt")
+        yield event

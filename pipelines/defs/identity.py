@@ -30,9 +30,11 @@ from dagster import (
 from dagster_duckdb import DuckDBResource
 
 import identity
+from identity.privacy import demo_key_notice, hmac_key, identity_hmac, mask_phone
 from identity.health import graph_health, markdown
 from identity.state import HISTORY_SCHEMA, as_input, config_hash, load_state, run, save_state, write_table
 from pipelines.defs.ingest import RAW_ASSET_KEYS
+from pipelines.faults import crash_point
 from pipelines.defs.resources import OneIdPaths
 from pipelines.observations import load_record_specs, observations_sql, records_sql
 
@@ -46,7 +48,9 @@ IDENTITY_TABLES = {
     "links": "One row per record-identity link with its fate: joined (spanning tree), redundant or rejected.",
     "merge_log": "Every merge and split of user ids across runs: old id, new id, run, the link or reason.",
     "runs": "One row per identity run: full or incremental, records resolved, new users, merges, splits.",
+    "phone_keys": "One row per usable phone: the user id, the masked phone and its HMAC-SHA256 (docs/privacy.md).",
 }
+PHONE_KEYS = "phone_keys"
 CANDIDATE_SCHEMA = "identity_candidate"
 ATTEMPT_TABLE = "last_attempt"
 
@@ -64,6 +68,20 @@ def read_observations(con, config_dir: Path) -> pl.DataFrame:
         id_type=pl.lit("phone"), scope=pl.lit(""), id_value=pl.lit(None, dtype=pl.String), strength=pl.lit("weak")
     ).select(observed.columns)
     return pl.concat([observed, bare.cast(observed.schema)])
+
+
+def phone_keys(id_map: pl.DataFrame, key: bytes) -> pl.DataFrame:
+    """What analysts may see of a phone: masked, and keyed-hashed so lists can be matched without the number."""
+    phones = id_map.filter(pl.col("id_type") == "phone").select("user_id", "id_value").sort("user_id", "id_value")
+    values = phones["id_value"].to_list()
+    return pl.DataFrame(
+        {
+            "user_id": phones["user_id"],
+            "phone_masked": [mask_phone(v) for v in values],
+            "phone_hmac": [identity_hmac(key, "phone", "", v) for v in values],
+        },
+        schema={"user_id": pl.String, "phone_masked": pl.String, "phone_hmac": pl.String},
+    )
 
 
 def plan_run(state, observations: pl.DataFrame, config) -> tuple[bool, pl.DataFrame, str]:
@@ -94,6 +112,10 @@ def plan_run(state, observations: pl.DataFrame, config) -> tuple[bool, pl.DataFr
 def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResource, paths: OneIdPaths):
     """Resolves every record of every raw source to one unified user id, with the rules of config/identity.yml,
     keeping ids stable across runs (state in the warehouse) and re-resolving only what new data touches."""
+    # Before any work: a run that cannot hash must fail now, with the message saying how to fix it.
+    key, is_demo = hmac_key()
+    if is_demo:
+        context.log.warning(demo_key_notice())
     config_dir = Path(paths.config_dir)
     config = identity.load_config(config_dir / "identity.yml")
     started = datetime.now().replace(microsecond=0)
@@ -107,12 +129,15 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
             result.state.tables(), result.run, result.events, max_user_size=config.max_user_size
         )
         published = health["passed"]
+        keys = phone_keys(result.state.tables()["id_map"], key)
+        crash_point("identity:before_publish")
         if published:
-            save_state(con, result.state)
+            save_state(con, result.state, extra={PHONE_KEYS: keys})
+            crash_point("identity:after_publish")
         else:
             # keep the previous tables; leave the candidate where people can look at it
             con.execute("begin transaction")
-            for name, frame in result.state.tables().items():
+            for name, frame in {**result.state.tables(), PHONE_KEYS: keys}.items():
                 write_table(con, CANDIDATE_SCHEMA, name, frame)
             con.execute("commit")
         attempt = pl.DataFrame(
@@ -141,7 +166,7 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
             f"largest user holds {health['largest_user_size']:,} records > max_user_size "
             f"{config.max_user_size:,}: not published (see schema {CANDIDATE_SCHEMA})"
         )
-    tables = result.state.tables()
+    tables = {**result.state.tables(), PHONE_KEYS: keys}
     tables_md = markdown(health)
     for name in IDENTITY_TABLES:
         metadata = {"rows": MetadataValue.int(tables[name].height), "published": MetadataValue.bool(published)}

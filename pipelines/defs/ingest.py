@@ -5,6 +5,7 @@ from pathlib import Path
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
 from dagster_duckdb import DuckDBResource
 
+import identity
 from pipelines import ingest
 from pipelines.defs.resources import OneIdPaths
 
@@ -17,6 +18,25 @@ RAW_TABLE_GRAINS = {
     "referrals": "one row per invitation (inviter → invitee)",
 }
 RAW_ASSET_KEYS = {source: AssetKey(["raw", source]) for source in RAW_TABLE_GRAINS}
+
+
+def tombstone_filter(con, config_dir: Path):
+    """Ingest's drop hook for forgotten people (pipelines/forget.py); None while nobody has been forgotten, so
+    that a warehouse without deletions needs no HMAC key to load files."""
+    from identity.privacy import hmac_key
+    from pipelines.forget import TombstoneFilter, load_tombstones
+    from pipelines.observations import load_record_specs
+
+    tombstones = load_tombstones(con)
+    if not tombstones:
+        return None
+    key, _ = hmac_key()
+    return TombstoneFilter(
+        tombstones,
+        load_record_specs(config_dir / "observations.yml"),
+        identity.load_config(config_dir / "identity.yml"),
+        key,
+    )
 
 
 def build_raw_asset(source: str) -> AssetsDefinition:
@@ -32,7 +52,8 @@ def build_raw_asset(source: str) -> AssetsDefinition:
     def _raw_asset(context: AssetExecutionContext, warehouse: DuckDBResource, paths: OneIdPaths):
         config = ingest.load_config(Path(paths.config_dir))
         with warehouse.get_connection() as con:
-            report = ingest.ingest_source(con, source, Path(paths.landing_dir), config)
+            drop_rows = tombstone_filter(con, Path(paths.config_dir))
+            report = ingest.ingest_source(con, source, Path(paths.landing_dir), config, drop_rows)
         for file in report.files:
             log = context.log.warning if file.status == "rejected" else context.log.info
             log(f"{file.path}: {file.status}, {file.rows_loaded} rows loaded, "
@@ -44,6 +65,7 @@ def build_raw_asset(source: str) -> AssetsDefinition:
                 "files_rejected": MetadataValue.int(sum(f.status == "rejected" for f in report.files)),
                 "rows_loaded": MetadataValue.int(report.rows_loaded),
                 "rows_quarantined": MetadataValue.int(report.rows_quarantined),
+                "rows_forgotten": MetadataValue.int(report.rows_forgotten),
             }
         )
 

@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
-from dagster import ConfigurableResource
+from pathlib import Path
+
+from dagster import ConfigurableResource, InitResourceContext
 from dagster_dbt import DbtCliResource
 from dagster_duckdb import DuckDBResource
+from pydantic import PrivateAttr
 
 from pipelines.defs.dbt import dbt_executable, dbt_project
+from identity.privacy import hmac_key
+from pipelines.runlock import WarehouseLock
 from pipelines.settings import Settings
+
+
+class LockedDuckDBResource(DuckDBResource):
+    """The warehouse, locked for the whole run (pipelines/runlock.py): a second run fails at its start, with the
+    lock file's name, instead of colliding with this one half-way. The in-process executor sets the resource up
+    once per run, so the lock spans ingest, identity and dbt."""
+
+    _lock: WarehouseLock | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        # A run that could not hash phones must fail before it loads anything, not at the identity step.
+        hmac_key()
+        self._lock = WarehouseLock(Path(self.database)).acquire()
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 
 class OneIdPaths(ConfigurableResource):
@@ -24,7 +47,7 @@ def build_resources(settings: Settings | None = None) -> dict:
     settings.database.parent.mkdir(parents=True, exist_ok=True)
     settings.export_for_dbt()
     return {
-        "warehouse": DuckDBResource(database=str(settings.database)),
+        "warehouse": LockedDuckDBResource(database=str(settings.database)),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
         "paths": OneIdPaths(
             landing_dir=str(settings.landing_dir),

@@ -67,6 +67,8 @@ QUARANTINE_COLUMNS: tuple[tuple[str, str], ...] = (
 LOAD_LOG_COLUMNS: tuple[tuple[str, str], ...] = (
     ("source", V), ("source_file", V), ("file_hash", V), ("layout", V), ("status", V), ("rows_loaded", "BIGINT"),
     ("rows_quarantined", "BIGINT"), ("message", V), ("loaded_at", TS),
+    # rows dropped because they carry an identifier of a forgotten person (pipelines/forget.py); no values kept
+    ("rows_forgotten", "BIGINT"),
 )
 
 # Ingest's own bookkeeping, not data: a file being loaded in several commits (large files are committed
@@ -113,4 +115,6 @@ def ddl() -> list[str]:
     statements.append(_create(f"{RAW_SCHEMA}.quarantine", QUARANTINE_COLUMNS))
     statements.append(_create(f"{RAW_SCHEMA}.load_log", LOAD_LOG_COLUMNS))
     statements.append(_create(INFLIGHT_TABLE, INFLIGHT_COLUMNS))
+    # warehouses created before the column existed
+    statements.append(f"ALTER TABLE {RAW_SCHEMA}.load_log ADD COLUMN IF NOT EXISTS rows_forgotten BIGINT")
     return statements

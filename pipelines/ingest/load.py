@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -22,6 +23,9 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 import polars as pl
+
+from pipelines.faults import crash_point
+from pipelines.validation.masking import mask_phones
 
 from .catalog import (
     CANONICAL_SOURCES, INFLIGHT_TABLE, LOAD_LOG_COLUMNS, QUARANTINE_COLUMNS, RAW_SCHEMA, add_missing_columns_ddl, ddl,
@@ -36,6 +40,9 @@ _SHANGHAI = ZoneInfo("Asia/Shanghai")
 CHUNK_ROWS = 250_000
 ROW_GROUP_ROWS = 122_880  # DuckDB's row group: commit whole ones, partial ones compress worse
 COMMIT_ROWS = 4 * ROW_GROUP_ROWS  # ~490k rows: larger commits are faster, smaller ones use less memory
+
+
+RowDropper = Callable[[str, pl.DataFrame], tuple[pl.DataFrame, int]]
 
 
 class _TransformFailed(Exception):
@@ -97,11 +104,12 @@ def _log_exists(con, rel: str, file_hash: str, statuses: tuple[str, ...], messag
 
 
 def _insert_log(con, source: str, rel: str, file_hash: str, layout: str | None, status: str,
-                rows_loaded: int, rows_quarantined: int, message: str, loaded_at: datetime) -> None:
+                rows_loaded: int, rows_quarantined: int, message: str, loaded_at: datetime,
+                rows_forgotten: int = 0) -> None:
     cols = ", ".join(c for c, _ in LOAD_LOG_COLUMNS)
     con.execute(
-        f"INSERT INTO {RAW_SCHEMA}.load_log ({cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [source, rel, file_hash, layout, status, rows_loaded, rows_quarantined, message, loaded_at],
+        f"INSERT INTO {RAW_SCHEMA}.load_log ({cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [source, rel, file_hash, layout, status, rows_loaded, rows_quarantined, message, loaded_at, rows_forgotten],
     )
 
 
@@ -120,6 +128,8 @@ def _insert_frame(con, table: str, frame: pl.DataFrame, columns: list[str]) -> N
 
 def _reject(con, source: str, rel: str, file_hash: str, message: str, encoding: str | None = None,
             layout: str | None = None) -> FileResult:
+    # A parser's message can quote a line of the file: mask phones before it reaches load_log, the UI and logs.
+    message = mask_phones(message)
     # A rejected file is retried on every run (the fix may be a config change); log each distinct
     # rejection once so that re-running over the same landing folder adds nothing.
     logged = not _log_exists(con, rel, file_hash, ("rejected",), message)
@@ -182,14 +192,20 @@ def ingest_file(
     landing_dir: Path,
     folder: LandingFolder,
     config: IngestConfig,
+    drop_rows: RowDropper | None = None,
 ) -> FileResult:
-    """Load one landing file into ``raw.<source>``; never raises for a bad file, only for a broken database."""
+    """Load one landing file into ``raw.<source>``; never raises for a bad file, only for a broken database.
+
+    ``drop_rows(source, rows) -> (kept, dropped)`` removes rows before they are stored: ingest's hook for
+    deletion tombstones (pipelines/forget.py), counted in load_log.rows_forgotten.
+    """
     started = time.perf_counter()
-    result = _ingest_file(con, Path(path), Path(landing_dir), folder, config)
+    result = _ingest_file(con, Path(path), Path(landing_dir), folder, config, drop_rows)
     return replace(result, seconds=round(time.perf_counter() - started, 3))
 
 
-def _ingest_file(con, path: Path, landing_dir: Path, folder: LandingFolder, config: IngestConfig) -> FileResult:
+def _ingest_file(con, path: Path, landing_dir: Path, folder: LandingFolder, config: IngestConfig,
+                 drop_rows: RowDropper | None = None) -> FileResult:
     source = folder.source
     # abspath, not resolve(): a symlinked export must keep its landing-folder name, not its target's.
     rel = Path(os.path.abspath(path)).relative_to(os.path.abspath(landing_dir)).as_posix()
@@ -242,7 +258,7 @@ def _ingest_file(con, path: Path, landing_dir: Path, folder: LandingFolder, conf
         pl.lit(file_hash, pl.String).alias("file_hash"),
         pl.lit(loaded_at, pl.Datetime("us")).alias("loaded_at"),
     ]
-    rows_loaded = rows_quarantined = 0
+    rows_loaded = rows_quarantined = rows_forgotten = 0
     first_problem = None
     inflight = False
     pending: list[pl.DataFrame] = []  # typed rows not inserted yet
@@ -264,6 +280,7 @@ def _ingest_file(con, path: Path, landing_dir: Path, folder: LandingFolder, conf
             con.execute(f"INSERT INTO {INFLIGHT_TABLE} VALUES (?, ?, ?, ?)", [source, rel, file_hash, loaded_at])
             inflight = True
         con.commit()
+        crash_point("ingest:mid_file")
         _checkpoint(con)
         con.begin()
 
@@ -287,6 +304,10 @@ def _ingest_file(con, path: Path, landing_dir: Path, folder: LandingFolder, conf
                     result = transform(chunk, layout, scope)
                 except Exception as e:
                     raise _TransformFailed(f"{rel}: {type(e).__name__}: {e}") from e
+                if drop_rows is not None and result.rows.height:
+                    kept, dropped = drop_rows(source, result.rows)
+                    result = replace(result, rows=kept)
+                    rows_forgotten += dropped
                 if result.rows.height:
                     pending.append(result.rows.with_columns(load_values))
                     pending_rows += result.rows.height
@@ -311,9 +332,13 @@ def _ingest_file(con, path: Path, landing_dir: Path, folder: LandingFolder, conf
                 f", {rows_quarantined} rows quarantined (first: row {first['row_number']}"
                 f"{', column ' + first['column_name'] if first['column_name'] else ''}: {first['reason']})"
             )
-        _insert_log(con, source, rel, file_hash, layout.name, "loaded", rows_loaded, rows_quarantined, message, loaded_at)
+        if rows_forgotten:
+            message += f", {rows_forgotten} rows dropped: they carry an identifier of a forgotten person"
+        _insert_log(con, source, rel, file_hash, layout.name, "loaded", rows_loaded, rows_quarantined, message,
+                    loaded_at, rows_forgotten)
         if inflight:
             con.execute(f"DELETE FROM {INFLIGHT_TABLE} WHERE file_hash = ? AND source_file = ?", [file_hash, rel])
+        crash_point("ingest:before_commit")
         con.commit()
         if inflight:
             _checkpoint(con)
@@ -331,7 +356,8 @@ def _ingest_file(con, path: Path, landing_dir: Path, folder: LandingFolder, conf
             except Exception:
                 pass  # the marker stays; the next run deletes the partial rows before loading anything
         raise
-    return FileResult(rel, file_hash, layout.name, "loaded", rows_loaded, rows_quarantined, message, read.encoding)
+    return FileResult(rel, file_hash, layout.name, "loaded", rows_loaded, rows_quarantined, message, read.encoding,
+                      rows_forgotten=rows_forgotten)
 
 
 def _checkpoint(con) -> None:
@@ -377,6 +403,7 @@ def ingest_source(
     source: str,
     landing_dir: Path,
     config: IngestConfig,
+    drop_rows: RowDropper | None = None,
 ) -> SourceReport:
     """Load every new file of every landing folder feeding ``raw.<source>``.
 
@@ -392,7 +419,7 @@ def ingest_source(
             report.missing_folders.append(folder.path)
             continue
         for path in discover_files(landing_dir, folder):
-            report.files.append(ingest_file(con, path, landing_dir, folder, config))
+            report.files.append(ingest_file(con, path, landing_dir, folder, config, drop_rows))
     return report
 
 

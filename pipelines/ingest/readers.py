@@ -183,6 +183,9 @@ def _missing_groups(groups: tuple[tuple[str, ...], ...], present: set[str]) -> l
     return [" or ".join(g) for g in groups if not any(c in present for c in g)]
 
 
+_REPEATED = re.compile(r"^(.*)(?:#\d+|_duplicated_\d+)$")
+
+
 def choose_tabular_layout(header: list[str], candidates: list[Layout], folder: str) -> Layout:
     present = set(header)
     scored = []
@@ -192,7 +195,15 @@ def choose_tabular_layout(header: list[str], candidates: list[Layout], folder: s
     matches = [s for s in scored if s[0] == 0]
     if matches:
         # The most specific layout wins: one whose columns are a superset of another's is the better fit.
-        return min(matches, key=lambda s: (s[1], s[2]))[3]
+        chosen = min(matches, key=lambda s: (s[1], s[2]))[3]
+        # Two columns of the same name that the layout reads: which one holds the openid (or the amount)
+        # cannot be known, and guessing would load the wrong values under a valid-looking row.
+        used = set(chosen.input_paths)
+        # polars names a repeated column `x_duplicated_0`, the csv-module path `x#2`
+        twice = sorted({m.group(1) for m in map(_REPEATED.match, header) if m and m.group(1) in used})
+        if twice:
+            raise RejectFile(f"column {', '.join(twice)} appears more than once in the header: ambiguous")
+        return chosen
     scored.sort(key=lambda s: (s[0], s[1]))
     closest = "; ".join(f"{name} (missing {', '.join(missing)})" for _, _, name, _, missing in scored[:3])
     shown = ", ".join(header[:30]) + (" …" if len(header) > 30 else "")
@@ -401,6 +412,9 @@ def _parse_with_quarantine(
         text = line.decode("utf-8")
         try:
             obj = json.loads(text)
+        except RecursionError:
+            problems.append((n, None, _clip(text), "malformed JSON: nested too deeply"))
+            continue
         except ValueError as e:
             where = f" at column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
             problems.append((n, None, _clip(text), f"malformed JSON: {getattr(e, 'msg', e)}{where}"))

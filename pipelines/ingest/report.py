@@ -21,6 +21,7 @@ class FileResult:
     # False when an identical load_log row already existed (re-run over an unchanged landing folder).
     logged: bool = True
     seconds: float = 0.0
+    rows_forgotten: int = 0  # dropped: they carry a tombstoned identifier (pipelines/forget.py)
 
 
 @dataclass
@@ -38,6 +39,10 @@ class SourceReport:
     @property
     def rows_quarantined(self) -> int:
         return sum(f.rows_quarantined for f in self.files)
+
+    @property
+    def rows_forgotten(self) -> int:
+        return sum(f.rows_forgotten for f in self.files)
 
     def count(self, status: Status) -> int:
         return sum(1 for f in self.files if f.status == status)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from datetime import date, datetime
+
 import polars as pl
 
 from .catalog import CANONICAL_COLUMNS
@@ -68,10 +70,25 @@ def _to_shanghai(expr: pl.Expr, tz: str) -> pl.Expr:
     )
 
 
+# No export field is legitimately this long (openids are 28 characters, names a few dozen): a longer value is
+# a broken file or an attack, and would bloat every table and log it reaches.
+MAX_FIELD_CHARS = 4096
+# Event times outside this window are placeholders or corrupt (WeChat dates from 2011, Taobao from 2003);
+# birthdays before 1900-01-02 are the "unknown" placeholder 1900-01-01 or older than any living person.
+# Fixed bounds, not "now": the same file must load the same way whenever it is loaded.
+TIME_BOUNDS = (datetime(2000, 1, 1), datetime(2099, 12, 31, 23, 59, 59))
+DATE_BOUNDS = (date(1900, 1, 2), date(2099, 12, 31))
+
+
 def _typed(c: pl.Expr, f: FieldSpec) -> tuple[pl.Expr, pl.Expr | None]:
     """(typed value, error reason) for a cleaned string column ``c``."""
     if f.kind == "string":
-        return c, None
+        err = (
+            pl.when(c.str.len_chars() > MAX_FIELD_CHARS).then(pl.lit(f"value longer than {MAX_FIELD_CHARS} characters"))
+            # NUL and other C0 controls (not tab/newline) only come from corrupt or binary data
+            .when(c.str.contains(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")).then(pl.lit("control character in value"))
+        )
+        return c, err
     present = c.is_not_null()
     if f.kind in ("integer", "bigint"):
         ok = c.str.contains(_INT)
@@ -123,7 +140,12 @@ def _typed(c: pl.Expr, f: FieldSpec) -> tuple[pl.Expr, pl.Expr | None]:
         value = pl.coalesce(parsed) if len(parsed) > 1 else parsed[0]
         value = value.cast(DTYPES[f.kind])
         what = "time" if f.kind == "timestamp" else "date"
-        err = pl.when(present & value.is_null()).then(pl.lit(f"unparseable {what} (expected {' or '.join(f.formats)})"))
+        low, high = TIME_BOUNDS if f.kind == "timestamp" else DATE_BOUNDS
+        err = (
+            pl.when(present & value.is_null()).then(pl.lit(f"unparseable {what} (expected {' or '.join(f.formats)})"))
+            .when(present & ((value < pl.lit(low)) | (value > pl.lit(high))))
+            .then(pl.lit(f"implausible {what} (outside {low:%Y-%m-%d} .. {high:%Y-%m-%d})"))
+        )
         return value, err
     raise AssertionError(f.kind)
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import duckdb
 
+from identity.privacy import DEMO_KEY, identity_hmac, mask_phone
+
 PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 
 OA = "wxoa0000000demo01"
@@ -55,6 +57,7 @@ RAW_DDL = {
 IDENTITY_DDL = {
     "record_map": "source VARCHAR, record_id VARCHAR, user_id VARCHAR",
     "id_map": "id_type VARCHAR, scope VARCHAR, id_value VARCHAR, user_id VARCHAR",
+    "phone_keys": "user_id VARCHAR, phone_masked VARCHAR, phone_hmac VARCHAR",
 }
 
 MARCH = datetime(2024, 3, 1, 2, 0)
@@ -241,6 +244,12 @@ def build_warehouse(path: Path) -> None:
             con.execute(f"create table identity.{table} ({ddl})")
         con.executemany("insert into identity.record_map values (?, ?, ?)", RECORD_MAP)
         con.executemany("insert into identity.id_map values (?, ?, ?, ?)", ID_MAP)
+        # as the identity asset writes them (pipelines/defs/identity.py phone_keys), with the public demo key
+        con.executemany(
+            "insert into identity.phone_keys values (?, ?, ?)",
+            [(user, mask_phone(value), identity_hmac(DEMO_KEY.encode(), "phone", "", value))
+             for id_type, _, value, user in ID_MAP if id_type == "phone"],
+        )
     finally:
         con.close()
 

@@ -13,7 +13,7 @@ from dbt_warehouse import ALICE, BOB, CAROL, DAVE, ERIN, FRANK, MP, OA
 
 MODEL_SCHEMAS = {"staging", "intermediate", "marts"}
 MARTS = {
-    "fct_orders", "dim_users",
+    "fct_orders", "dim_users", "dim_user_phones",
     "fct_gmv_funnel_cohort", "fct_gmv_funnel_monthly", "fct_gmv_change_monthly", "fct_ltv_curves",
     "fct_referral_inviters", "fct_referral_cohorts",
     "fct_user_monthly_status", "fct_member_tier_changes", "fct_lifecycle_transitions", "fct_user_rfm",
@@ -248,6 +248,7 @@ def test_source_asset_keys_for_dagster(dbt_parse):
         ("referral", "raw", "referrals"): AssetKey(["raw", "referrals"]),
         ("identity", "identity", "record_map"): AssetKey(["identity", "record_map"]),
         ("identity", "identity", "id_map"): AssetKey(["identity", "id_map"]),
+        ("identity", "identity", "phone_keys"): AssetKey(["identity", "phone_keys"]),
     }
     model_keys = {
         translator.get_asset_key(props)

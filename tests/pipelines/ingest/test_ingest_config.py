@@ -83,7 +83,8 @@ def test_ddl_is_the_contract(con):
     q = [c[0] for c in con.execute("DESCRIBE raw.quarantine").fetchall()]
     assert q == ["source", "source_file", "file_hash", "row_number", "column_name", "raw_value", "reason", "loaded_at"]
     log = [c[0] for c in con.execute("DESCRIBE raw.load_log").fetchall()]
-    assert log == ["source", "source_file", "file_hash", "layout", "status", "rows_loaded", "rows_quarantined", "message", "loaded_at"]
+    assert log == ["source", "source_file", "file_hash", "layout", "status", "rows_loaded", "rows_quarantined", "message",
+                   "loaded_at", "rows_forgotten"]
 
 
 def test_catalog_imports_without_polars_or_duckdb():

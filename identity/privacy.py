@@ -1,0 +1,96 @@
+"""Keyed hashes, masked phones and spreadsheet-safe cells: what personal data may look like outside the warehouse.
+
+PIPL asks to keep phone numbers away from people who don't need them. Analysts get at most a masked phone
+(``139****5678``) and an HMAC-SHA256 of the normalized identifier. An unkeyed hash of a phone is no protection:
+there are only ~7 billion mainland mobile numbers, and all their SHA-256s fit on a laptop. The key comes from the
+environment (``ONEID_HMAC_KEY``), never from the repository; see docs/privacy.md.
+
+No Dagster or dbt here: the identity asset, ingest, the ``oneid-warehouse`` CLI and tests share these functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Mapping
+
+KEY_ENV = "ONEID_HMAC_KEY"
+# Set to 1 to run with DEMO_KEY when ONEID_HMAC_KEY is missing: `make demo` and the tests do, a brand must not.
+DEMO_KEY_ENV = "ONEID_ALLOW_DEMO_KEY"
+# Public on purpose: hashes made with it protect nothing. Only for fake data.
+DEMO_KEY = "oneid-DEMO-key-public-not-secret"
+MIN_KEY_BYTES = 16
+
+_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+# Cells a spreadsheet would read as a formula (or as a DDE call): =, +, -, @, and tab/CR that hide one.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class MissingKeyError(RuntimeError):
+    """No HMAC key: a production run must not fall back to a key anyone can read."""
+
+
+def hmac_key(environ: Mapping[str, str] | None = None) -> tuple[bytes, bool]:
+    """(key, is_demo). Raises MissingKeyError with what to do when no usable key is configured."""
+    environ = os.environ if environ is None else environ
+    key = environ.get(KEY_ENV, "")
+    if key:
+        if len(key.encode("utf-8")) < MIN_KEY_BYTES:
+            raise MissingKeyError(
+                f"{KEY_ENV} is shorter than {MIN_KEY_BYTES} bytes; use a random secret, e.g. "
+                "`python -c 'import secrets; print(secrets.token_hex(32))'`"
+            )
+        return key.encode("utf-8"), key == DEMO_KEY
+    if environ.get(DEMO_KEY_ENV) == "1":
+        return DEMO_KEY.encode("utf-8"), True
+    raise MissingKeyError(
+        f"{KEY_ENV} is not set. OneID hashes identifiers with HMAC-SHA256 under a secret key before anything "
+        f"leaves the identity layer. Set {KEY_ENV} to a random secret kept outside the repository (e.g. "
+        f"`python -c 'import secrets; print(secrets.token_hex(32))'`), or, for fake demo data only, "
+        f"{DEMO_KEY_ENV}=1 to use the public demo key. See docs/privacy.md."
+    )
+
+
+def demo_key_notice() -> str:
+    return (
+        f"using the public DEMO HMAC key ({DEMO_KEY_ENV}=1, {KEY_ENV} unset): keyed hashes protect nothing; "
+        "fine for the bundled fake data, never for a brand's exports"
+    )
+
+
+def keyed_hash(key: bytes, text: str) -> str:
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def identity_hmac(key: bytes, id_type: str, scope: str | None, value: str) -> str:
+    """HMAC of a normalized identity. Phones, emails and unionids are global (scope ''), openids are per appid."""
+    return keyed_hash(key, f"{id_type}\t{scope or ''}\t{value}")
+
+
+def mask_phone(phone: str | None) -> str | None:
+    """``139****5678`` for a normalized 11-digit mobile; anything else is fully starred (never echoed)."""
+    if phone is None:
+        return None
+    if _MOBILE.match(phone):
+        return f"{phone[:3]}****{phone[-4:]}"
+    return "*" * min(len(phone), 11)
+
+
+def ad_platform_hash(phone: str, algorithm: str) -> str:
+    """The hash ad platforms match on: lowercase hex MD5 or SHA-256 of the 11-digit number, unkeyed by contract."""
+    if algorithm not in ("md5", "sha256"):
+        raise ValueError(f"hash must be md5 or sha256, got {algorithm!r}")
+    return hashlib.new(algorithm, phone.encode("ascii")).hexdigest()
+
+
+def spreadsheet_safe(cell: object) -> object:
+    """A CSV cell Excel/WPS/Numbers will show as text: a leading ``'`` before =, +, -, @, tab or CR.
+
+    OWASP's CSV-injection advice. Non-strings pass through; ``-5`` as a number stays a number, as a string it
+    is quoted, because a string column is read as text by analysts anyway.
+    """
+    if isinstance(cell, str) and cell.startswith(_FORMULA_START):
+        return "'" + cell
+    return cell

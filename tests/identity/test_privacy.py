@@ -1,0 +1,70 @@
+"""Keyed hashes, masking and spreadsheet-safe CSV cells (identity/privacy.py, pipelines/admin.write_csv)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+
+import pytest
+
+from identity.privacy import (
+    DEMO_KEY,
+    DEMO_KEY_ENV,
+    KEY_ENV,
+    MissingKeyError,
+    ad_platform_hash,
+    hmac_key,
+    identity_hmac,
+    mask_phone,
+    spreadsheet_safe,
+)
+from pipelines.admin import write_csv
+
+
+@pytest.mark.parametrize("cell", ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1", "=HYPERLINK(\"x\")"])
+def test_formula_cells_are_neutralized(cell):
+    assert spreadsheet_safe(cell) == "'" + cell
+
+
+@pytest.mark.parametrize("cell", ["abc", "13912345678", "", "'already", "a=b", "中文=1", 5, -5, None, 1.5])
+def test_other_cells_pass_unchanged(cell):
+    assert spreadsheet_safe(cell) == cell
+
+
+def test_written_csv_reads_back_as_text(tmp_path):
+    path = tmp_path / "out.csv"
+    rows = [["=1+1", "ok"], ["@x", "-3"], ["plain", 7]]
+    assert write_csv(path, ["=h", "b"], rows) == 3
+    with open(path, newline="", encoding="utf-8") as handle:
+        back = list(csv.reader(handle))
+    assert back == [["'=h", "b"], ["'=1+1", "ok"], ["'@x", "'-3"], ["plain", "7"]]
+
+
+def test_key_is_required_unless_the_demo_key_is_asked_for():
+    with pytest.raises(MissingKeyError, match=KEY_ENV) as error:
+        hmac_key({})
+    assert DEMO_KEY_ENV in str(error.value)  # the message says how to run the demo, too
+    with pytest.raises(MissingKeyError, match="shorter"):
+        hmac_key({KEY_ENV: "short"})
+    assert hmac_key({DEMO_KEY_ENV: "1"}) == (DEMO_KEY.encode(), True)
+    secret = "0123456789abcdef0123456789abcdef"
+    assert hmac_key({KEY_ENV: secret, DEMO_KEY_ENV: "1"}) == (secret.encode(), False)
+
+
+def test_identity_hmac_is_keyed_and_scoped():
+    key = b"k" * 32
+    expected = hmac.new(key, b"phone\t\t13912345678", hashlib.sha256).hexdigest()
+    assert identity_hmac(key, "phone", "", "13912345678") == expected
+    assert identity_hmac(b"j" * 32, "phone", "", "13912345678") != expected
+    assert identity_hmac(key, "openid", "wxA", "o1") != identity_hmac(key, "openid", "wxB", "o1")
+    assert expected != hashlib.sha256(b"13912345678").hexdigest()
+
+
+def test_masking_and_ad_platform_hashes():
+    assert mask_phone("13912345678") == "139****5678"
+    assert mask_phone("12345") == "*****" and mask_phone(None) is None
+    assert ad_platform_hash("13912345678", "md5") == hashlib.md5(b"13912345678").hexdigest()
+    assert ad_platform_hash("13912345678", "sha256") == hashlib.sha256(b"13912345678").hexdigest()
+    with pytest.raises(ValueError):
+        ad_platform_hash("13912345678", "sha1")
