@@ -39,7 +39,12 @@ docs: setup manifest
 	$(BIN)/dbt docs generate --quiet --project-dir $(CURDIR)/dbt_project --profiles-dir $(CURDIR)/dbt_project
 	@echo "dbt docs written to $(CURDIR)/dbt_project/target/index.html"
 
+# On the bundled fake sample (no ONEID_LANDING_DIR, no ONEID_HMAC_KEY) the UI's runs use the public demo key,
+# as `make demo` does; with a landing folder of real exports a run needs ONEID_HMAC_KEY (docs/privacy.md).
 ui: setup manifest $(DAGSTER_HOME)/dagster.yaml
+	@if [ -z "$$ONEID_HMAC_KEY" ] && [ -z "$$ONEID_LANDING_DIR" ]; then \
+	  echo "NOTE: bundled fake sample: runs use the public demo HMAC key (set ONEID_HMAC_KEY for real exports)"; \
+	  export ONEID_ALLOW_DEMO_KEY=1; fi; \
 	$(BIN)/dagster dev -w workspace.yaml
 
 # Times the whole graph per step on a generated brand (data/generated/, git-ignored): `make bench BENCH_USERS=100000`.
