@@ -120,6 +120,61 @@ def _dense(*columns: str) -> pl.Expr:
     return (key.rank("dense") - 1).cast(pl.Int64)
 
 
+# polars keeps strings of up to 12 bytes inline in its string views and sorts them fast; longer ones (openids,
+# unionids, hashes) sort several times slower, so those are ranked through their hashes (see _text_rank)
+_INLINE_BYTES = 12
+
+
+def _text_rank(values: pl.Series) -> pl.Series:
+    """Dense 0-based rank (Int64) of each value in text order; the values must not be null.
+
+    Long strings: factorize by a 64-bit hash (an integer sort), sort only one string per distinct hash, and give
+    every row the rank of its hash. Exact whatever the hash does: every row is compared with the string its rank
+    stands for, and a collision (two strings, one hash) falls back to polars' own rank.
+    """
+    n = len(values)
+    if n == 0 or values.str.len_bytes().max() <= _INLINE_BYTES:
+        return (values.rank("dense") - 1).cast(pl.Int64)
+    hashes = values.hash(seed=0).to_numpy()
+    order = pl.Series(hashes).arg_sort().to_numpy()
+    sorted_hashes = hashes[order]
+    starts = np.empty(n, dtype=bool)
+    starts[0] = True
+    np.not_equal(sorted_hashes[1:], sorted_hashes[:-1], out=starts[1:])
+    # one row per distinct hash (gathered in row order, which is kinder to the cache), then sorted as text
+    distinct = values.gather(np.sort(order[starts])).sort()
+    # the i-th smallest hash is the hash of distinct[rank_of_group[i]]
+    rank_of_group = pl.Series(distinct.hash(seed=0)).arg_sort().to_numpy().astype(np.int64)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = rank_of_group[np.cumsum(starts) - 1]
+    if not (distinct.gather(rank) == values).all():
+        return (values.rank("dense") - 1).cast(pl.Int64)
+    return pl.Series(rank, dtype=pl.Int64)
+
+
+def _small_rank(values: pl.Series) -> pl.Series:
+    """Dense 0-based rank (Int64) in text order of a column with few distinct values (source, id_type, scope)."""
+    distinct = values.unique().sort().to_list()
+    return values.replace_strict({value: index for index, value in enumerate(distinct)}, return_dtype=pl.Int64)
+
+
+def _key_rank(frame: pl.DataFrame, small: tuple[str, ...], last: str) -> pl.Series:
+    """An Int64 per row that orders (and equals) like the text key (*small, last): per-column ranks combined into
+    one integer, not dense. `small` columns have few distinct values. Nulls fall back to one struct rank."""
+    columns = [*small, last]
+    if frame.height == 0 or any(frame[column].null_count() for column in columns):
+        return frame.select(_dense(*columns)).to_series()
+    key, span = None, 1
+    for column in columns:
+        rank = _small_rank(frame[column]) if column in small else _text_rank(frame[column])
+        width = int(rank.max()) + 1
+        span *= width
+        if span >= 2**62:
+            return frame.select(_dense(*columns)).to_series()
+        key = rank if key is None else key * width + rank
+    return key
+
+
 def _translate_hashed_phones(obs: pl.DataFrame, extra_phones: pl.DataFrame | None = None) -> pl.DataFrame:
     """Adds link_type/link_value: a phone hash that is the hash of a phone seen in plain becomes that phone.
 
@@ -170,7 +225,7 @@ def _with_key_ranks(links: pl.DataFrame) -> pl.DataFrame:
     link key (phone, '', p) is usually the observed key of the plain phone p among the links (its rows are usable
     whenever the hash is). When some is not (a phone known only from incremental hints), both are ranked.
     """
-    links = links.with_columns(_oid=_dense("id_type", "scope", "id_value"))
+    links = links.with_columns(_oid=_key_rank(links, ("id_type", "scope"), "id_value"))
     differs = (pl.col("link_type") != pl.col("id_type")) | (pl.col("link_value") != pl.col("id_value"))
     translated = links.filter(differs).select("_row", "link_type", "scope", "link_value")
     if translated.height == 0:
@@ -183,7 +238,7 @@ def _with_key_ranks(links: pl.DataFrame) -> pl.DataFrame:
     )
     found = translated.join(plain, on=["link_type", "scope", "link_value"], how="left")
     if found["_oid"].null_count():
-        return links.with_columns(_key=_dense("link_type", "scope", "link_value"))
+        return links.with_columns(_key=_key_rank(links, ("link_type", "scope"), "link_value"))
     key_of = found.select("_row", pl.col("_oid").alias("_translated"))
     return (
         links.join(key_of, on="_row", how="left", maintain_order="left")
@@ -259,7 +314,7 @@ def resolve(
     obs = normalize_observations(observations, config)
     lap("normalize")
 
-    obs = obs.with_columns(rid=_dense("source", "record_id"))
+    obs = obs.with_columns(rid=(_key_rank(obs, ("source",), "record_id").rank("dense") - 1).cast(pl.Int64))
     records = obs.select("rid", "source", "record_id").filter(pl.col("rid").is_first_distinct()).sort("rid")
     n_records = records.height
     obs = _translate_hashed_phones(obs, hints.phones if hints is not None else None).with_row_index("_row")
