@@ -419,9 +419,8 @@ def resolve(
         config.id_type_priority, obs["id_type"].unique().to_list() + obs["link_type"].unique().to_list()
     )
     source_rank = priority_ranks(config.source_priority, records["source"].unique().to_list())
-    ordered = links.select("rid", "oid", "iid", "_row")[
-        _link_order(links, link_time, type_rank, source_rank, n_records, n_observed, n_identities)
-    ]
+    link_rows = _link_order(links, link_time, type_rank, source_rank, n_records, n_observed, n_identities)
+    ordered = links.select("rid", "oid", "iid")[link_rows]
 
     nodes = nodes.with_columns(_rank=pl.col("link_type").replace_strict(type_rank, return_dtype=pl.Int32))
     classes = (
@@ -446,52 +445,69 @@ def resolve(
     )
     lap("link")
 
-    records = records.with_columns(root=pl.Series(roots[:n_records], dtype=pl.Int64))
-    nodes = nodes.with_columns(root=pl.Series(roots[n_records:], dtype=pl.Int64))
-    # iid follows (type, scope, value), so it stands in for them as the last tie-breaks
-    anchored = (
-        nodes.with_columns(_time=pl.col("first_seen").dt.epoch("us").fill_null(np.iinfo(np.int64).max))
-        .sort("root", "_time", "_rank", "iid")
-        .group_by("root", maintain_order=True)
-        .agg(
-            pl.len().cast(pl.Int64).alias("identities"),
-            pl.concat_str(["link_type", "scope", "link_value"], separator="\t").first().alias("anchor"),
-            pl.col("first_seen").first(),
-        )
+    # Outputs by integer index: every cluster (root) gets a row number in `users`, and the strings of records,
+    # identities and user ids are gathered once by those numbers instead of joined.
+    n_nodes = n_records + n_identities
+    record_root, node_root = roots[:n_records], roots[n_records:]
+    # anchor: the identity first seen earliest (nulls last), then by type priority, then by key text (= iid)
+    node_rank = nodes["_rank"].to_numpy().astype(np.int64)
+    priority = (
+        pl.DataFrame({"t": first_time, "k": node_rank * max(n_identities, 1) + np.arange(n_identities)})
+        .select(pl.arg_sort_by("t", "k"))
+        .to_series()
+        .to_numpy()
+        .astype(np.int64)
     )
-    # a record whose identifiers were all unusable is a cluster on its own
-    bare = records.join(anchored.select("root"), on="root", how="anti").select(
-        "root",
+    position = np.empty(n_identities, dtype=np.int64)
+    position[priority] = np.arange(n_identities, dtype=np.int64)
+    best = np.full(n_nodes, n_identities, dtype=np.int64)
+    np.minimum.at(best, node_root, position)
+    identities_of_root = np.bincount(node_root, minlength=n_nodes)
+    anchored_roots = np.flatnonzero(identities_of_root)
+    anchored = nodes[priority[best[anchored_roots]]].select(
+        pl.Series("root", anchored_roots, dtype=pl.Int64),
+        pl.Series("identities", identities_of_root[anchored_roots], dtype=pl.Int64),
+        pl.concat_str(["link_type", "scope", "link_value"], separator="\t").alias("anchor"),
+        "first_seen",
+    )
+    # a record whose identifiers were all unusable (or all refused) is a cluster on its own
+    bare_records = np.flatnonzero(identities_of_root[record_root] == 0)
+    bare = records[bare_records].select(
+        pl.Series("root", record_root[bare_records], dtype=pl.Int64),
         pl.lit(0, dtype=pl.Int64).alias("identities"),
         pl.concat_str(["source", "record_id"], separator="/").alias("anchor"),
         pl.lit(None, dtype=pl.Datetime("us")).alias("first_seen"),
     )
     users = pl.concat([anchored, bare.cast(anchored.schema)])
-    users = users.with_columns(user_id=pl.Series([user_id_for(a) for a in users["anchor"]], dtype=pl.String))
-    if users["user_id"].n_unique() != users.height:
-        raise RuntimeError("two clusters hash to one user_id; 64-bit ids should make this practically impossible")
-    root_user = users.select("root", "user_id")
-
-    record_map = records.join(root_user, on="root", maintain_order="left")
-    node_user = nodes.select("iid", "root").join(root_user, on="root", maintain_order="left").drop("root")
-    id_map = observed_keys.join(node_user, on="iid", maintain_order="left").select(list(ID_MAP_SCHEMA))
-
-    rejected_links = (
-        ordered.with_columns(class_id=pl.Series(rejected, dtype=pl.Int64))
-        .filter(pl.col("class_id") >= 0)
-        .join(record_map.select("rid", "source", "record_id", "user_id"), on="rid", maintain_order="left")
-        .join(observed_keys.select("oid", "id_type", "scope", "id_value"), on="oid", maintain_order="left")
-        .join(node_user.rename({"user_id": "conflicting_user_id"}), on="iid", maintain_order="left")
-        .join(
-            classes.select(pl.col("class_id").cast(pl.Int64), pl.col("link_type").alias("_class_type")),
-            on="class_id",
-            maintain_order="left",
-        )
-        .with_columns(reason=pl.concat_str([pl.lit("unique_conflict:"), pl.col("_class_type")]))
-        .select(list(REJECTED_SCHEMA))
+    sha256 = hashlib.sha256
+    user_ids = pl.Series(
+        "user_id", ["u_" + sha256(a.encode("utf-8")).hexdigest()[:16] for a in users["anchor"].to_list()], pl.String
     )
-    record_rows = record_map
-    record_map = record_map.select(list(RECORD_MAP_SCHEMA))
+    if user_ids.n_unique() != users.height:
+        raise RuntimeError("two clusters hash to one user_id; 64-bit ids should make this practically impossible")
+    user_of_root = np.full(n_nodes, -1, dtype=np.int64)
+    user_of_root[users["root"].to_numpy()] = np.arange(users.height, dtype=np.int64)
+    record_user = user_of_root[record_root]
+    node_user = user_of_root[node_root]
+
+    record_map = records.select("source", "record_id").with_columns(user_id=user_ids.gather(record_user))
+    id_map = observed_keys.select(
+        "id_type", "scope", "id_value", user_ids.gather(node_user[observed_keys["iid"].to_numpy()]).alias("user_id")
+    )
+
+    link_rid, link_oid, link_iid = (ordered[column].to_numpy() for column in ("rid", "oid", "iid"))
+    refused = np.flatnonzero(rejected >= 0)
+    class_types = classes["link_type"]
+    rejected_links = pl.concat(
+        [
+            records.select("source", "record_id")[link_rid[refused]],
+            pl.DataFrame([user_ids.gather(record_user[link_rid[refused]])]),
+            observed_keys.select("id_type", "scope", "id_value")[link_oid[refused]],
+            pl.DataFrame([user_ids.gather(node_user[link_iid[refused]]).alias("conflicting_user_id")]),
+            pl.DataFrame([("unique_conflict:" + class_types.gather(rejected[refused])).alias("reason")]),
+        ],
+        how="horizontal",
+    ).select(list(REJECTED_SCHEMA))
 
     blocked_values = (
         obs.filter(pl.col("unusable_reason").is_in(BLOCK_REASONS))
@@ -502,40 +518,35 @@ def resolve(
         .select(list(BLOCKED_SCHEMA))
     )
 
-    sizes = record_map.group_by("user_id").len()
-    with_records = users.join(sizes, on="user_id", how="semi")
-    users_table = (
-        users.join(sizes.rename({"len": "records"}), on="user_id", how="left")
-        .with_columns(pl.col("records").fill_null(0))
-        .sort("user_id")
-        .select(list(USERS_SCHEMA))
-        .cast(USERS_SCHEMA)
-    )
+    sizes = np.bincount(record_user, minlength=users.height)
+    users = users.with_columns(user_id=user_ids, records=pl.Series(sizes, dtype=pl.Int64))
+    users_table = users.sort("user_id").select(list(USERS_SCHEMA)).cast(USERS_SCHEMA)
     links_table = None
     if want_links:
-        status = (
-            pl.when(pl.Series(rejected) >= 0)
-            .then(pl.lit("rejected"))
-            .when(pl.Series(joined) == 1)
-            .then(pl.lit("joined"))
-            .otherwise(pl.lit("redundant"))
-        )
-        links_table = (
-            ordered.with_columns(status=pl.select(status).to_series())
-            .join(record_rows.select("rid", "source", "record_id", "user_id"), on="rid", maintain_order="left")
-            .join(observed_keys.select("oid", "id_type", "scope", "id_value"), on="oid", maintain_order="left")
-            .join(nodes.select("iid", "link_type", "link_value"), on="iid", maintain_order="left")
-            .join(links.select("_row", "strength", "observed_at"), on="_row", maintain_order="left")
-            .select(list(LINKS_SCHEMA))
-            .cast(LINKS_SCHEMA)
-        )
+        status = np.where(rejected >= 0, 2, joined.astype(np.int64))
+        links_table = pl.concat(
+            [
+                records.select("source", "record_id")[link_rid],
+                observed_keys.select("id_type", "scope", "id_value")[link_oid],
+                nodes.select("link_type", "link_value")[link_iid],
+                links.select("strength", "observed_at")[link_rows],
+                pl.DataFrame(
+                    [
+                        pl.Series("status", ["redundant", "joined", "rejected"]).gather(status),
+                        user_ids.gather(record_user[link_rid]),
+                    ]
+                ),
+            ],
+            how="horizontal",
+        ).select(list(LINKS_SCHEMA)).cast(LINKS_SCHEMA)
+    with_records = users.filter(pl.col("records") > 0)
     histogram = with_records.group_by("identities").len().sort("identities")
     stats = {
         "records": n_records,
         "links": ordered.height,
         "identities": n_identities,
-        "users": sizes.height,
-        "largest_user_size": int(sizes["len"].max() or 0),
+        "users": with_records.height,
+        "largest_user_size": int(sizes.max()) if len(sizes) else 0,
         "users_by_identity_count": {int(k): int(v) for k, v in histogram.iter_rows()},
         "links_rejected": rejected_links.height,
         "values_blocked": int((blocked_values["reason"] != "shared").sum()),
