@@ -154,6 +154,8 @@ def _text_rank(values: pl.Series) -> pl.Series:
 
 def _small_rank(values: pl.Series) -> pl.Series:
     """Dense 0-based rank (Int64) in text order of a column with few distinct values (source, id_type, scope)."""
+    if len(values) == 0:
+        return pl.Series(values.name, [], dtype=pl.Int64)
     distinct = values.unique().sort().to_list()
     return values.replace_strict({value: index for index, value in enumerate(distinct)}, return_dtype=pl.Int64)
 
@@ -245,10 +247,10 @@ def _translate_hashed_phones(obs: pl.DataFrame, extra_phones: pl.DataFrame | Non
     a hash nobody has in plain stays a hashed identity that can still link the records carrying it.
     """
     obs = obs.with_columns(link_type=pl.col("id_type"), link_value=pl.col("id_value"))
-    is_hashed = pl.col("usable") & pl.col("id_type").is_in(HASH_TYPES)
-    hashed = obs.filter(is_hashed).select("id_type", "id_value")
-    if hashed.height == 0:
+    hashed_rows = np.flatnonzero((obs["usable"] & obs["id_type"].is_in(HASH_TYPES)).to_numpy())
+    if len(hashed_rows) == 0:
         return obs
+    hashed = obs.select("id_type", "id_value")[hashed_rows]
     wanted = set(hashed["id_value"].unique().to_list())
     hashers = [getattr(hashlib, name.removeprefix("phone_")) for name in sorted(set(hashed["id_type"].unique()))]
     phones = obs.filter((pl.col("id_type") == "phone") & pl.col("id_value").is_not_null())
@@ -258,7 +260,7 @@ def _translate_hashed_phones(obs: pl.DataFrame, extra_phones: pl.DataFrame | Non
     # one reason per phone whatever the row order: the reason depends only on the value
     phones = phones.unique(subset="id_value", keep="first")
     to_phone, phone_reason = {}, {}
-    for phone, reason in phones.iter_rows():
+    for phone, reason in zip(phones["id_value"].to_list(), phones["unusable_reason"].to_list()):
         data = phone.encode("ascii")
         for hasher in hashers:
             digest = hasher(data).hexdigest()
@@ -267,16 +269,18 @@ def _translate_hashed_phones(obs: pl.DataFrame, extra_phones: pl.DataFrame | Non
                 phone_reason[digest] = reason
     if not to_phone:
         return obs
-    # md5 and sha256 digests differ in length, so one mapping serves both types
-    phone = pl.col("id_value").replace_strict(to_phone, default=None, return_dtype=pl.String)
-    translated = is_hashed & phone.is_not_null()
+    # md5 and sha256 digests differ in length, so one mapping serves both types. Only the hashed rows are
+    # looked up; the results are scattered into the full columns.
+    phone = hashed["id_value"].replace_strict(to_phone, default=None, return_dtype=pl.String)
+    hit = phone.is_not_null().to_numpy()
+    rows = hashed_rows[hit]
+    values = hashed["id_value"].filter(hit)
+    # the hash of a blocked phone is as blocked as the phone
+    reason = values.replace_strict(phone_reason, default=None, return_dtype=pl.String)
     return obs.with_columns(
-        link_type=pl.when(translated).then(pl.lit("phone")).otherwise(pl.col("link_type")),
-        link_value=pl.when(translated).then(phone).otherwise(pl.col("link_value")),
-        # the hash of a blocked phone is as blocked as the phone
-        unusable_reason=pl.when(translated)
-        .then(pl.col("id_value").replace_strict(phone_reason, default=None, return_dtype=pl.String))
-        .otherwise(pl.col("unusable_reason")),
+        obs["link_type"].clone().scatter(rows, "phone"),
+        obs["link_value"].clone().scatter(rows, phone.filter(hit)),
+        obs["unusable_reason"].clone().scatter(rows, reason),
     ).with_columns(usable=pl.col("unusable_reason").is_null())
 
 
@@ -313,19 +317,26 @@ def _with_key_ranks(links: pl.DataFrame) -> pl.DataFrame:
 def _shared_keys(links: pl.DataFrame, config: IdentityConfig, hints: Hints | None = None) -> pl.Series:
     """`_key`s of non-unique identities seen on records that together hold more than `shared_threshold` values
     of one unique (type, scope) class: a front-desk phone, a staff member's own number, a shared device."""
-    is_unique = pl.col("link_type").is_in(list(config.unique_types))
-    pairs = links.select("rid", "_key", "link_type", "scope", is_unique.alias("_unique"))
-    pairs = pairs.unique(subset=["rid", "_key"])
-    holders = pairs.filter("_unique").select(
-        "rid", pl.col("_key").alias("_held"), pl.concat_str(["link_type", "scope"], separator="\t").alias("_class")
-    )
-    counts = (
-        pairs.filter(~pl.col("_unique"))
-        .select("rid", "_key")
-        .join(holders, on="rid")
-        .group_by("_key", "_class")
-        .agg(pl.col("_held").n_unique().alias("_values"))
-    )
+    unique_rows = links["link_type"].is_in(list(config.unique_types)).to_numpy()
+    rid, key = links["rid"].to_numpy(), links["_key"].to_numpy()
+    held, other = np.flatnonzero(unique_rows), np.flatnonzero(~unique_rows)
+    classes = links.select("link_type", "scope")[held]
+    scope_rank = _small_rank(classes["scope"])
+    holders = pl.DataFrame(
+        {
+            "rid": rid[held],
+            "_held": key[held],
+            "_class": _small_rank(classes["link_type"]) * (int(scope_rank.max() or 0) + 1) + scope_rank,
+        }
+    ).unique()
+    # (record, identity) pairs of the non-unique identities, deduplicated on one integer when it fits
+    width = int(key.max()) + 1 if len(key) else 1
+    if (int(rid.max()) + 1 if len(rid) else 1) * width < 2**62:
+        pair = np.unique(rid[other] * width + key[other])
+        carriers = pl.DataFrame({"rid": pair // width, "_key": pair % width})
+    else:
+        carriers = pl.DataFrame({"rid": rid[other], "_key": key[other]}).unique()
+    counts = carriers.join(holders, on="rid").group_by("_key", "_class").agg(pl.col("_held").n_unique().alias("_values"))
     shared = counts.filter(pl.col("_values") > config.shared_threshold)["_key"]
     if hints is not None and hints.shared_keys is not None and hints.shared_keys.height:
         known = hints.shared_keys.select("id_type", "scope", "id_value").cast(pl.String)
