@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import polars as pl
 
 from identity.config import GLOBAL_TYPES, SCOPED_TYPES, STRENGTHS, IdentityConfig
@@ -62,9 +63,10 @@ def _with_values(frame: pl.DataFrame) -> pl.DataFrame:
 
     Each type is handled on its own slice of rows, and every intermediate is materialized once: polars evaluates
     every branch of a when/then on every row, and phone cleanup is the costliest step, so it only runs on the
-    few phones that are not already 11 plain digits. The config blocklist is applied afterwards.
+    few phones that are not already 11 plain digits. Only the rows whose value or reason differs from the
+    default (the trimmed value, usable) are scattered back, so the full frame is never reordered or copied.
+    The config blocklist is applied afterwards.
     """
-    frame = frame.with_row_index("_order")
     trimmed = pl.col("_trim")
     frame = frame.with_columns(
         unusable_reason=pl.when(trimmed.is_null() | (trimmed == ""))
@@ -73,16 +75,31 @@ def _with_values(frame: pl.DataFrame) -> pl.DataFrame:
         .then(pl.lit("junk"))
         .otherwise(pl.lit(None, dtype=pl.String))
     )
-    id_type = pl.col("id_type")
-    pending = pl.col("unusable_reason").is_null()
-    decided = frame.filter(~pending).with_columns(id_value=pl.when(pl.col("unusable_reason") == "junk").then(trimmed))
-    phones = frame.filter(pending & (id_type == "phone"))
-    emails = frame.filter(pending & (id_type == "email"))
-    hashes = frame.filter(pending & id_type.is_in(list(HASH_LENGTHS)))
-    opaque = frame.filter(pending & ~id_type.is_in(["phone", "email", *HASH_LENGTHS])).with_columns(id_value=trimmed)
-    parts = [decided, _phones(phones), _emails(emails), _hashes(hashes), opaque]
-    columns = [*frame.columns, "id_value"]
-    return pl.concat([part.select(columns) for part in parts]).sort("_order").drop("_order")
+    # the value of opaque types, and the cleaned value of junk; typed values are patched below
+    frame = frame.with_columns(id_value=pl.when(pl.col("unusable_reason").ne_missing("empty")).then(trimmed))
+    pending = frame["unusable_reason"].is_null()
+    id_type = frame["id_type"]
+    id_value, reason = frame["id_value"], frame["unusable_reason"]
+    typed = [
+        (_phones, pending & (id_type == "phone")),
+        (_emails, pending & (id_type == "email")),
+        (_hashes, pending & id_type.is_in(list(HASH_LENGTHS))),
+    ]
+    for clean, rows in typed:
+        rows = np.flatnonzero(rows.to_numpy())
+        if len(rows) == 0:
+            continue
+        part = frame.select("id_type", "_trim", "unusable_reason")[rows]
+        part = clean(part.with_columns(_order=pl.Series(rows, dtype=pl.Int64)))
+        # only rows whose result differs from the default (trimmed value, usable) are written back
+        part = part.filter(
+            pl.col("unusable_reason").is_not_null() | pl.col("id_value").is_null() | (pl.col("id_value") != trimmed)
+        )
+        if part.height:
+            at = part["_order"].to_numpy()
+            id_value = id_value.clone().scatter(at, part["id_value"].cast(pl.String))
+            reason = reason.clone().scatter(at, part["unusable_reason"].cast(pl.String))
+    return frame.with_columns(id_value, reason)
 
 
 def _phones(part: pl.DataFrame) -> pl.DataFrame:
