@@ -185,6 +185,30 @@ def _as_time(epoch_us: np.ndarray) -> pl.Series:
     return pl.select(pl.when(series != _NULL_TIME).then(series)).to_series().cast(pl.Datetime("us"))
 
 
+def _first_pairs(rid: np.ndarray, iid: np.ndarray, n_records: int, n_identities: int) -> np.ndarray:
+    """True at the first occurrence of each (rid, iid) pair. numpy's sort is fast but np.unique (hash based
+    since numpy 2.3) is slow, and so is a hash over every row: only the rows of records that hold a repeated
+    pair (found by one sort) go through polars' is_first_distinct."""
+    keep = np.ones(len(rid), dtype=bool)
+    pair = rid * (n_identities + 1) + iid
+    ordered = np.sort(pair)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if len(repeated):
+        flagged = np.zeros(n_records, dtype=bool)
+        flagged[repeated // (n_identities + 1)] = True
+        candidates = np.flatnonzero(flagged[rid])
+        keep[candidates] = pl.Series(pair[candidates]).is_first_distinct().to_numpy()
+    return keep
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values of an int64 array, sorted."""
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
+
+
 def _first_rows(ids: np.ndarray, n: int) -> np.ndarray:
     """The first row of each dense id 0..n-1 (every id occurs), in id order."""
     first = np.full(n, len(ids), dtype=np.int64)
@@ -235,9 +259,7 @@ def _link_order(
         columns["_rid"], columns["_oid"] = rid, oid
     order = pl.DataFrame(columns).select(pl.arg_sort_by(list(columns))).to_series().to_numpy()
     # the first position of each (record, identity) pair in that order
-    pair = links["rid"].to_numpy()[order] * (n_identities + 1) + links["iid"].to_numpy()[order]
-    _, first = np.unique(pair, return_index=True)
-    return order[np.sort(first)]
+    return order[_first_pairs(rid[order], links["iid"].to_numpy()[order], n_records, n_identities)]
 
 
 def _translate_hashed_phones(obs: pl.DataFrame, extra_phones: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -332,7 +354,7 @@ def _shared_keys(links: pl.DataFrame, config: IdentityConfig, hints: Hints | Non
     # (record, identity) pairs of the non-unique identities, deduplicated on one integer when it fits
     width = int(key.max()) + 1 if len(key) else 1
     if (int(rid.max()) + 1 if len(rid) else 1) * width < 2**62:
-        pair = np.unique(rid[other] * width + key[other])
+        pair = _distinct(rid[other] * width + key[other])
         carriers = pl.DataFrame({"rid": pair // width, "_key": pair % width})
     else:
         carriers = pl.DataFrame({"rid": rid[other], "_key": key[other]}).unique()
