@@ -516,7 +516,11 @@ def resolve(
     user_ids = pl.Series(
         "user_id", ["u_" + sha256(a.encode("utf-8")).hexdigest()[:16] for a in users["anchor"].to_list()], pl.String
     )
-    if user_ids.n_unique() != users.height:
+    # "u_" + 16 hex digits: text order is the order of the 64-bit number, sorted as two 32-bit halves
+    halves = [user_ids.str.slice(start, 8).str.to_integer(base=16).to_numpy().astype(np.uint64) for start in (2, 10)]
+    id_number = (halves[0] << np.uint64(32)) | halves[1]
+    by_id = np.argsort(id_number, kind="stable")
+    if len(by_id) > 1 and (id_number[by_id[1:]] == id_number[by_id[:-1]]).any():
         raise RuntimeError("two clusters hash to one user_id; 64-bit ids should make this practically impossible")
     user_of_root = np.full(n_nodes, -1, dtype=np.int64)
     user_of_root[users["root"].to_numpy()] = np.arange(users.height, dtype=np.int64)
@@ -553,7 +557,7 @@ def resolve(
 
     sizes = np.bincount(record_user, minlength=users.height)
     users = users.with_columns(user_id=user_ids, records=pl.Series(sizes, dtype=pl.Int64))
-    users_table = users.sort("user_id").select(list(USERS_SCHEMA)).cast(USERS_SCHEMA)
+    users_table = users[by_id].select(list(USERS_SCHEMA)).cast(USERS_SCHEMA)
     links_table = None
     if want_links:
         status = np.where(rejected >= 0, 2, joined.astype(np.int64))
