@@ -43,6 +43,18 @@ _ALL_SAME_DIGIT = "^(?:" + "|".join(f"{digit}+" for digit in range(10)) + ")$"
 _GENERIC_JUNK_MAX = max(len(value) for value in GENERIC_JUNK)
 
 
+def _case_variants(word: str) -> list[str]:
+    variants = [""]
+    for char in word:
+        variants = [v + c for v in variants for c in sorted({char.lower(), char.upper()})]
+    return variants
+
+
+# every case variant, so that matching needs no lowercasing of every row: the same as `lower(v) in GENERIC_JUNK`,
+# since the words are ASCII and no non-ASCII character lowercases to one of their letters
+_GENERIC_JUNK_CASES = sorted({variant for word in GENERIC_JUNK for variant in _case_variants(word)})
+
+
 def phone_hashes(phone: str) -> tuple[str, str]:
     data = phone.encode("ascii")
     return hashlib.md5(data).hexdigest(), hashlib.sha256(data).hexdigest()
@@ -71,7 +83,7 @@ def _with_values(frame: pl.DataFrame) -> pl.DataFrame:
     frame = frame.with_columns(
         unusable_reason=pl.when(trimmed.is_null() | (trimmed == ""))
         .then(pl.lit("empty"))
-        .when((trimmed.str.len_bytes() <= _GENERIC_JUNK_MAX) & trimmed.str.to_lowercase().is_in(GENERIC_JUNK))
+        .when(trimmed.is_in(_GENERIC_JUNK_CASES))
         .then(pl.lit("junk"))
         .otherwise(pl.lit(None, dtype=pl.String))
     )
@@ -218,6 +230,18 @@ def _observed_at(column: pl.Series | None) -> pl.Expr:
     raise TypeError(f"observed_at must be a datetime, date or ISO string column, got {dtype}")
 
 
+def _tidy(obs: pl.DataFrame, column: str, lower: bool) -> pl.Expr:
+    """`column` as text, stripped (and lowercased). These columns hold a handful of distinct values, usually
+    clean already: then the column is passed through instead of transforming every row."""
+    expr = pl.col(column).cast(pl.String).str.strip_chars()
+    if lower:
+        expr = expr.str.to_lowercase()
+    distinct = obs.select(pl.col(column).cast(pl.String).unique())
+    if distinct.height <= 10_000 and distinct.select(expr).to_series().equals(distinct.to_series()):
+        return pl.col(column).cast(pl.String)
+    return expr
+
+
 def normalize_observations(obs: pl.DataFrame, config: IdentityConfig | None = None) -> pl.DataFrame:
     """Normalized observations in input order, with `raw_value`, `strength`, `usable` and `unusable_reason`.
 
@@ -234,16 +258,12 @@ def normalize_observations(obs: pl.DataFrame, config: IdentityConfig | None = No
         if nulls:
             raise ValueError(f"observations: {nulls} rows have no {column}")
 
-    strength = (
-        pl.col("strength").cast(pl.String).str.strip_chars().str.to_lowercase()
-        if "strength" in obs.columns
-        else pl.lit(None, dtype=pl.String)
-    )
+    strength = _tidy(obs, "strength", lower=True) if "strength" in obs.columns else pl.lit(None, dtype=pl.String)
     frame = obs.select(
         pl.col("source").cast(pl.String),
         pl.col("record_id").cast(pl.String),
-        pl.col("id_type").cast(pl.String).str.strip_chars().str.to_lowercase(),
-        pl.col("scope").cast(pl.String).str.strip_chars(),
+        _tidy(obs, "id_type", lower=True),
+        _tidy(obs, "scope", lower=False),
         pl.col("id_value").cast(pl.String).alias("raw_value"),
         _observed_at(obs.get_column("observed_at") if "observed_at" in obs.columns else None).alias("observed_at"),
         strength.alias("strength"),
@@ -255,9 +275,10 @@ def normalize_observations(obs: pl.DataFrame, config: IdentityConfig | None = No
         unparsed = obs.filter(given & frame["observed_at"].is_null())["observed_at"]
         if len(unparsed):
             raise ValueError(f"observed_at: {len(unparsed)} values are not ISO times, e.g. {unparsed[0]!r}")
-    bad = frame.filter(pl.col("strength").is_not_null() & ~pl.col("strength").is_in(list(STRENGTHS)))
-    if bad.height:
-        raise ValueError(f"strength must be strong or weak, got {bad['strength'].unique().to_list()[:5]}")
+    strengths = frame["strength"].unique().drop_nulls()
+    bad = strengths.filter(~strengths.is_in(list(STRENGTHS)))
+    if len(bad):
+        raise ValueError(f"strength must be strong or weak, got {bad.to_list()[:5]}")
     frame = _fill_strength(frame, config)
 
     id_type = pl.col("id_type")
