@@ -125,6 +125,25 @@ def _dense(*columns: str) -> pl.Expr:
 _INLINE_BYTES = 12
 
 
+def _dense_ints(values: pl.Series) -> pl.Series:
+    """Dense 0-based rank (Int64) of non-negative integers. Packed with the row number into one int64 when it
+    fits, so that numpy's (fast) sort of plain integers stands in for an argsort; else polars' rank."""
+    x = values.to_numpy()
+    n = len(x)
+    bits = max(n - 1, 1).bit_length()
+    if n == 0 or values.null_count() or int(x.min()) < 0 or int(x.max()) >= 1 << (62 - bits):
+        return (values.rank("dense") - 1).cast(pl.Int64)
+    packed = np.sort((x.astype(np.int64) << bits) | np.arange(n, dtype=np.int64))
+    rows = packed & ((1 << bits) - 1)
+    sorted_values = packed >> bits
+    new = np.empty(n, dtype=np.int64)
+    new[0] = 0
+    np.not_equal(sorted_values[1:], sorted_values[:-1], out=new[1:])
+    rank = np.empty(n, dtype=np.int64)
+    rank[rows] = np.cumsum(new)
+    return pl.Series(values.name, rank, dtype=pl.Int64)
+
+
 def _text_rank(values: pl.Series) -> pl.Series:
     """Dense 0-based rank (Int64) of each value in text order; the values must not be null.
 
@@ -410,7 +429,7 @@ def resolve(
     obs = normalize_observations(observations, config)
     lap("normalize")
 
-    obs = obs.with_columns(rid=(_key_rank(obs, ("source",), "record_id").rank("dense") - 1).cast(pl.Int64))
+    obs = obs.with_columns(rid=_dense_ints(_key_rank(obs, ("source",), "record_id")))
     rid = obs["rid"].to_numpy()
     n_records = int(rid.max()) + 1 if len(rid) else 0
     records = obs.select("rid", "source", "record_id")[_first_rows(rid, n_records)]
@@ -433,7 +452,7 @@ def resolve(
     lap("shared")
 
     # `_oid` (the observed key's text rank) keeps its order after the shared links left; dense again for joins
-    links = links.with_columns(iid=_dense("_key"), oid=_dense("_oid")).drop("_key", "_oid")
+    links = links.with_columns(iid=_dense_ints(links["_key"]), oid=_dense_ints(links["_oid"])).drop("_key", "_oid")
     iid = links["iid"].to_numpy()
     n_identities = int(iid.max()) + 1 if len(iid) else 0
     link_time = links["observed_at"].dt.epoch("us").fill_null(_NULL_TIME).to_numpy()
