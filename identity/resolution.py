@@ -171,23 +171,33 @@ def _text_rank(values: pl.Series) -> pl.Series:
     return pl.Series(rank, dtype=pl.Int64)
 
 
-def _small_rank(values: pl.Series) -> pl.Series:
-    """Dense 0-based rank (Int64) in text order of a column with few distinct values (source, id_type, scope)."""
+def _small_rank(values: pl.Series, distinct_out: list | None = None) -> pl.Series:
+    """Dense 0-based rank (Int64) in text order of a column with few distinct values (source, id_type, scope).
+    `distinct_out`, when given, receives the distinct values in rank order."""
     if len(values) == 0:
         return pl.Series(values.name, [], dtype=pl.Int64)
     distinct = values.unique().sort().to_list()
+    if distinct_out is not None:
+        distinct_out.extend(distinct)
     return values.replace_strict({value: index for index, value in enumerate(distinct)}, return_dtype=pl.Int64)
 
 
-def _key_rank(frame: pl.DataFrame, small: tuple[str, ...], last: str) -> pl.Series:
+def _key_rank(frame: pl.DataFrame, small: tuple[str, ...], last: str, parts: dict | None = None) -> pl.Series:
     """An Int64 per row that orders (and equals) like the text key (*small, last): per-column ranks combined into
-    one integer, not dense. `small` columns have few distinct values. Nulls fall back to one struct rank."""
+    one integer, not dense. `small` columns have few distinct values. Nulls fall back to one struct rank.
+    `parts`, when given, receives {small column: (its text rank, its distinct values in rank order)}."""
     columns = [*small, last]
     if frame.height == 0 or any(frame[column].null_count() for column in columns):
         return frame.select(_dense(*columns)).to_series()
     key, span = None, 1
     for column in columns:
-        rank = _small_rank(frame[column]) if column in small else _text_rank(frame[column])
+        if column in small:
+            distinct: list = []
+            rank = _small_rank(frame[column], distinct)
+            if parts is not None:
+                parts[column] = (rank, distinct)
+        else:
+            rank = _text_rank(frame[column])
         width = int(rank.max()) + 1
         span *= width
         if span >= 2**62:
@@ -243,25 +253,29 @@ def _link_order(
     n_records: int,
     n_observed: int,
     n_identities: int,
+    text_names: dict[str, list],
 ) -> np.ndarray:
     """Rows of `links` in link order (strength, type priority, source priority, observed_at nulls last, then
     (source, record_id) and (id_type, scope, id_value) as text through rid and oid), keeping the first row of
     each (record, identity) pair.
 
     The six keys are packed into two int64s when they fit (they do unless times span centuries): sorting two
-    integer columns is many times cheaper than six.
+    integer columns is many times cheaper than six. `text_names` maps "id_type"/"source" to the distinct values
+    in the order of the text-rank columns `_typ`/`_src` when those were computed; priorities are then looked up
+    per text rank instead of per string.
     """
     if links.height == 0:
         return np.zeros(0, dtype=np.int64)
-    prefix = (
-        links.select(
-            ((pl.col("strength") == "weak").cast(pl.Int64) * len(type_rank)
-             + pl.col("id_type").replace_strict(type_rank, return_dtype=pl.Int64)) * len(source_rank)
-            + pl.col("source").replace_strict(source_rank, return_dtype=pl.Int64)
-        )
-        .to_series()
-        .to_numpy()
-    )
+
+    def priority(column: str, text_column: str, ranks: dict[str, int]) -> np.ndarray:
+        if column in text_names and text_column in links.columns:
+            lookup = np.array([ranks[name] for name in text_names[column]], dtype=np.int64)
+            return lookup[links[text_column].to_numpy()]
+        return links[column].replace_strict(ranks, return_dtype=pl.Int64).to_numpy()
+
+    weak = (links["strength"] == "weak").fill_null(False).to_numpy().astype(np.int64)
+    types = priority("id_type", "_typ", type_rank)
+    prefix = (weak * len(type_rank) + types) * len(source_rank) + priority("source", "_src", source_rank)
     n_prefixes = 2 * len(type_rank) * len(source_rank)
     columns = {}
     known = link_time[link_time != _NULL_TIME]
@@ -325,15 +339,20 @@ def _translate_hashed_phones(obs: pl.DataFrame, extra_phones: pl.DataFrame | Non
     ).with_columns(usable=pl.col("unusable_reason").is_null())
 
 
-def _with_key_ranks(links: pl.DataFrame) -> pl.DataFrame:
+def _with_key_ranks(links: pl.DataFrame, text_names: dict[str, list]) -> pl.DataFrame:
     """Adds `_oid`, the text rank of the observed key (id_type, scope, id_value), and `_key`, the text rank of the
     link key (link_type, scope, link_value) on the same scale.
 
     One string sort instead of two: a link key differs from its observed key only for a translated hash, whose
     link key (phone, '', p) is usually the observed key of the plain phone p among the links (its rows are usable
     whenever the hash is). When some is not (a phone known only from incremental hints), both are ranked.
+    Also adds `_typ`, the text rank of id_type, and puts the id_types in that order in text_names["id_type"].
     """
-    links = links.with_columns(_oid=_key_rank(links, ("id_type", "scope"), "id_value"))
+    parts: dict = {}
+    links = links.with_columns(_oid=_key_rank(links, ("id_type", "scope"), "id_value", parts))
+    if "id_type" in parts:
+        links = links.with_columns(_typ=parts["id_type"][0])
+        text_names["id_type"] = parts["id_type"][1]
     differs = (pl.col("link_type") != pl.col("id_type")) | (pl.col("link_value") != pl.col("id_value"))
     translated = links.filter(differs).select("_row", "link_type", "scope", "link_value")
     if translated.height == 0:
@@ -369,7 +388,7 @@ def _shared_keys(links: pl.DataFrame, config: IdentityConfig, hints: Hints | Non
             "_held": key[held],
             "_class": _small_rank(classes["link_type"]) * (int(scope_rank.max() or 0) + 1) + scope_rank,
         }
-    ).unique()
+    )  # repeated rows only repeat join rows: the count below is of distinct values
     # (record, identity) pairs of the non-unique identities, deduplicated on one integer when it fits
     width = int(key.max()) + 1 if len(key) else 1
     if (int(rid.max()) + 1 if len(rid) else 1) * width < 2**62:
@@ -429,7 +448,12 @@ def resolve(
     obs = normalize_observations(observations, config)
     lap("normalize")
 
-    obs = obs.with_columns(rid=_dense_ints(_key_rank(obs, ("source",), "record_id")))
+    parts: dict = {}
+    text_names: dict[str, list] = {}
+    obs = obs.with_columns(rid=_dense_ints(_key_rank(obs, ("source",), "record_id", parts)))
+    if "source" in parts:
+        obs = obs.with_columns(_src=parts["source"][0])
+        text_names["source"] = parts["source"][1]
     rid = obs["rid"].to_numpy()
     n_records = int(rid.max()) + 1 if len(rid) else 0
     records = obs.select("rid", "source", "record_id")[_first_rows(rid, n_records)]
@@ -437,9 +461,10 @@ def resolve(
     lap("translate")
 
     want_links, links = links, obs.filter(pl.col("usable")).select(
-        "_row", "rid", "source", "id_type", "scope", "id_value", "link_type", "link_value", "strength", "observed_at"
+        "_row", "rid", "source", "id_type", "scope", "id_value", "link_type", "link_value", "strength", "observed_at",
+        *(["_src"] if "_src" in obs.columns else []),
     )
-    links = _with_key_ranks(links)
+    links = _with_key_ranks(links, text_names)
     shared = _shared_keys(links, config, hints)
     if len(shared):
         shared_rows = links.filter(pl.col("_key").is_in(shared.implode()))["_row"]
@@ -471,7 +496,9 @@ def resolve(
         config.id_type_priority, obs["id_type"].unique().to_list() + obs["link_type"].unique().to_list()
     )
     source_rank = priority_ranks(config.source_priority, records["source"].unique().to_list())
-    link_rows = _link_order(links, link_time, type_rank, source_rank, n_records, n_observed, n_identities)
+    link_rows = _link_order(
+        links, link_time, type_rank, source_rank, n_records, n_observed, n_identities, text_names
+    )
     ordered = links.select("rid", "oid", "iid")[link_rows]
 
     nodes = nodes.with_columns(_rank=pl.col("link_type").replace_strict(type_rank, return_dtype=pl.Int32))
