@@ -374,6 +374,34 @@ def _with_key_ranks(links: pl.DataFrame, text_names: dict[str, list]) -> pl.Data
     )
 
 
+def _maybe_shared(carriers: pl.DataFrame, holders: pl.DataFrame, threshold: int) -> pl.DataFrame:
+    """The carriers (rid, _key) of the values that can be shared at all, so that the exact count joins only those.
+
+    A value's records hold at most, per class, as many distinct values as they have holder rows of that class,
+    so at most the sum over its records of each record's largest per-class row count: a value whose sum is not
+    above the threshold cannot be shared. Computed with one integer sort and a group-by on integers.
+    """
+    if carriers.height == 0 or holders.height == 0:
+        return carriers.clear()
+    holder_rid, holder_class = holders["rid"].to_numpy(), holders["_class"].to_numpy()
+    n_classes = int(holder_class.max()) + 1
+    n_rid = max(int(holder_rid.max()), int(carriers["rid"].max())) + 1
+    if n_rid * n_classes >= 2**62:
+        return carriers
+    cells = np.sort(holder_rid * n_classes + holder_class)
+    starts = np.flatnonzero(np.concatenate(([True], cells[1:] != cells[:-1])))
+    rows = np.diff(np.append(starts, len(cells)))
+    most = np.zeros(n_rid, dtype=np.int64)
+    np.maximum.at(most, cells[starts] // n_classes, rows)
+    bound = (
+        carriers.with_columns(_most=most[carriers["rid"].to_numpy()])
+        .group_by("_key")
+        .agg(pl.col("_most").sum())
+        .filter(pl.col("_most") > threshold)
+    )
+    return carriers.join(bound.select("_key"), on="_key", how="semi")
+
+
 def _shared_keys(links: pl.DataFrame, config: IdentityConfig, hints: Hints | None = None) -> pl.Series:
     """`_key`s of non-unique identities seen on records that together hold more than `shared_threshold` values
     of one unique (type, scope) class: a front-desk phone, a staff member's own number, a shared device."""
@@ -396,6 +424,7 @@ def _shared_keys(links: pl.DataFrame, config: IdentityConfig, hints: Hints | Non
         carriers = pl.DataFrame({"rid": pair // width, "_key": pair % width})
     else:
         carriers = pl.DataFrame({"rid": rid[other], "_key": key[other]}).unique()
+    carriers = _maybe_shared(carriers, holders, config.shared_threshold)
     counts = carriers.join(holders, on="rid").group_by("_key", "_class").agg(pl.col("_held").n_unique().alias("_values"))
     shared = counts.filter(pl.col("_values") > config.shared_threshold)["_key"]
     if hints is not None and hints.shared_keys is not None and hints.shared_keys.height:
@@ -460,10 +489,12 @@ def resolve(
     obs = _translate_hashed_phones(obs, hints.phones if hints is not None else None).with_row_index("_row")
     lap("translate")
 
-    want_links, links = links, obs.filter(pl.col("usable")).select(
+    # select, then filter: only the columns the links need are copied
+    want_links, links = links, obs.select(
         "_row", "rid", "source", "id_type", "scope", "id_value", "link_type", "link_value", "strength", "observed_at",
         *(["_src"] if "_src" in obs.columns else []),
-    )
+        "usable",
+    ).filter(pl.col("usable")).drop("usable")
     links = _with_key_ranks(links, text_names)
     shared = _shared_keys(links, config, hints)
     if len(shared):
