@@ -425,7 +425,9 @@ def _shared_keys(links: pl.DataFrame, config: IdentityConfig, hints: Hints | Non
     else:
         carriers = pl.DataFrame({"rid": rid[other], "_key": key[other]}).unique()
     carriers = _maybe_shared(carriers, holders, config.shared_threshold)
-    counts = carriers.join(holders, on="rid").group_by("_key", "_class").agg(pl.col("_held").n_unique().alias("_values"))
+    counts = (
+        carriers.join(holders, on="rid").group_by("_key", "_class").agg(pl.col("_held").n_unique().alias("_values"))
+    )
     shared = counts.filter(pl.col("_values") > config.shared_threshold)["_key"]
     if hints is not None and hints.shared_keys is not None and hints.shared_keys.height:
         known = hints.shared_keys.select("id_type", "scope", "id_value").cast(pl.String)
