@@ -215,9 +215,9 @@ def _as_time(epoch_us: np.ndarray) -> pl.Series:
 
 
 def _first_pairs(rid: np.ndarray, iid: np.ndarray, n_records: int, n_identities: int) -> np.ndarray:
-    """True at the first occurrence of each (rid, iid) pair. numpy's sort is fast but np.unique (hash based
-    since numpy 2.3) is slow, and so is a hash over every row: only the rows of records that hold a repeated
-    pair (found by one sort) go through polars' is_first_distinct."""
+    """True at the first occurrence of each (rid, iid) pair. numpy's sort is fast but np.unique (numpy 2.4) is
+    many times slower, and so is a hash over every row: only the rows of records that hold a repeated pair
+    (found by one sort) go through polars' is_first_distinct."""
     keep = np.ones(len(rid), dtype=bool)
     pair = rid * (n_identities + 1) + iid
     ordered = np.sort(pair)
