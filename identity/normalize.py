@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import polars as pl
 
 from identity.config import GLOBAL_TYPES, SCOPED_TYPES, STRENGTHS, IdentityConfig
@@ -42,6 +43,18 @@ _ALL_SAME_DIGIT = "^(?:" + "|".join(f"{digit}+" for digit in range(10)) + ")$"
 _GENERIC_JUNK_MAX = max(len(value) for value in GENERIC_JUNK)
 
 
+def _case_variants(word: str) -> list[str]:
+    variants = [""]
+    for char in word:
+        variants = [v + c for v in variants for c in sorted({char.lower(), char.upper()})]
+    return variants
+
+
+# every case variant, so that matching needs no lowercasing of every row: the same as `lower(v) in GENERIC_JUNK`,
+# since the words are ASCII and no non-ASCII character lowercases to one of their letters
+_GENERIC_JUNK_CASES = sorted({variant for word in GENERIC_JUNK for variant in _case_variants(word)})
+
+
 def phone_hashes(phone: str) -> tuple[str, str]:
     data = phone.encode("ascii")
     return hashlib.md5(data).hexdigest(), hashlib.sha256(data).hexdigest()
@@ -62,27 +75,43 @@ def _with_values(frame: pl.DataFrame) -> pl.DataFrame:
 
     Each type is handled on its own slice of rows, and every intermediate is materialized once: polars evaluates
     every branch of a when/then on every row, and phone cleanup is the costliest step, so it only runs on the
-    few phones that are not already 11 plain digits. The config blocklist is applied afterwards.
+    few phones that are not already 11 plain digits. Only the rows whose value or reason differs from the
+    default (the trimmed value, usable) are scattered back, so the full frame is never reordered or copied.
+    The config blocklist is applied afterwards.
     """
-    frame = frame.with_row_index("_order")
     trimmed = pl.col("_trim")
     frame = frame.with_columns(
         unusable_reason=pl.when(trimmed.is_null() | (trimmed == ""))
         .then(pl.lit("empty"))
-        .when((trimmed.str.len_bytes() <= _GENERIC_JUNK_MAX) & trimmed.str.to_lowercase().is_in(GENERIC_JUNK))
+        .when(trimmed.is_in(_GENERIC_JUNK_CASES))
         .then(pl.lit("junk"))
         .otherwise(pl.lit(None, dtype=pl.String))
     )
-    id_type = pl.col("id_type")
-    pending = pl.col("unusable_reason").is_null()
-    decided = frame.filter(~pending).with_columns(id_value=pl.when(pl.col("unusable_reason") == "junk").then(trimmed))
-    phones = frame.filter(pending & (id_type == "phone"))
-    emails = frame.filter(pending & (id_type == "email"))
-    hashes = frame.filter(pending & id_type.is_in(list(HASH_LENGTHS)))
-    opaque = frame.filter(pending & ~id_type.is_in(["phone", "email", *HASH_LENGTHS])).with_columns(id_value=trimmed)
-    parts = [decided, _phones(phones), _emails(emails), _hashes(hashes), opaque]
-    columns = [*frame.columns, "id_value"]
-    return pl.concat([part.select(columns) for part in parts]).sort("_order").drop("_order")
+    # the value of opaque types, and the cleaned value of junk; typed values are patched below
+    frame = frame.with_columns(id_value=pl.when(pl.col("unusable_reason").ne_missing("empty")).then(trimmed))
+    pending = frame["unusable_reason"].is_null()
+    id_type = frame["id_type"]
+    id_value, reason = frame["id_value"], frame["unusable_reason"]
+    typed = [
+        (_phones, pending & (id_type == "phone")),
+        (_emails, pending & (id_type == "email")),
+        (_hashes, pending & id_type.is_in(list(HASH_LENGTHS))),
+    ]
+    for clean, rows in typed:
+        rows = np.flatnonzero(rows.to_numpy())
+        if len(rows) == 0:
+            continue
+        part = frame.select("id_type", "_trim", "unusable_reason")[rows]
+        part = clean(part.with_columns(_order=pl.Series(rows, dtype=pl.Int64)))
+        # only rows whose result differs from the default (trimmed value, usable) are written back
+        part = part.filter(
+            pl.col("unusable_reason").is_not_null() | pl.col("id_value").is_null() | (pl.col("id_value") != trimmed)
+        )
+        if part.height:
+            at = part["_order"].to_numpy()
+            id_value = id_value.clone().scatter(at, part["id_value"].cast(pl.String))
+            reason = reason.clone().scatter(at, part["unusable_reason"].cast(pl.String))
+    return frame.with_columns(id_value, reason)
 
 
 def _phones(part: pl.DataFrame) -> pl.DataFrame:
@@ -201,6 +230,18 @@ def _observed_at(column: pl.Series | None) -> pl.Expr:
     raise TypeError(f"observed_at must be a datetime, date or ISO string column, got {dtype}")
 
 
+def _tidy(obs: pl.DataFrame, column: str, lower: bool) -> pl.Expr:
+    """`column` as text, stripped (and lowercased). These columns hold a handful of distinct values, usually
+    clean already: then the column is passed through instead of transforming every row."""
+    expr = pl.col(column).cast(pl.String).str.strip_chars()
+    if lower:
+        expr = expr.str.to_lowercase()
+    distinct = obs.select(pl.col(column).cast(pl.String).unique())
+    if distinct.height <= 10_000 and distinct.select(expr).to_series().equals(distinct.to_series()):
+        return pl.col(column).cast(pl.String)
+    return expr
+
+
 def normalize_observations(obs: pl.DataFrame, config: IdentityConfig | None = None) -> pl.DataFrame:
     """Normalized observations in input order, with `raw_value`, `strength`, `usable` and `unusable_reason`.
 
@@ -217,16 +258,12 @@ def normalize_observations(obs: pl.DataFrame, config: IdentityConfig | None = No
         if nulls:
             raise ValueError(f"observations: {nulls} rows have no {column}")
 
-    strength = (
-        pl.col("strength").cast(pl.String).str.strip_chars().str.to_lowercase()
-        if "strength" in obs.columns
-        else pl.lit(None, dtype=pl.String)
-    )
+    strength = _tidy(obs, "strength", lower=True) if "strength" in obs.columns else pl.lit(None, dtype=pl.String)
     frame = obs.select(
         pl.col("source").cast(pl.String),
         pl.col("record_id").cast(pl.String),
-        pl.col("id_type").cast(pl.String).str.strip_chars().str.to_lowercase(),
-        pl.col("scope").cast(pl.String).str.strip_chars(),
+        _tidy(obs, "id_type", lower=True),
+        _tidy(obs, "scope", lower=False),
         pl.col("id_value").cast(pl.String).alias("raw_value"),
         _observed_at(obs.get_column("observed_at") if "observed_at" in obs.columns else None).alias("observed_at"),
         strength.alias("strength"),
@@ -238,9 +275,10 @@ def normalize_observations(obs: pl.DataFrame, config: IdentityConfig | None = No
         unparsed = obs.filter(given & frame["observed_at"].is_null())["observed_at"]
         if len(unparsed):
             raise ValueError(f"observed_at: {len(unparsed)} values are not ISO times, e.g. {unparsed[0]!r}")
-    bad = frame.filter(pl.col("strength").is_not_null() & ~pl.col("strength").is_in(list(STRENGTHS)))
-    if bad.height:
-        raise ValueError(f"strength must be strong or weak, got {bad['strength'].unique().to_list()[:5]}")
+    strengths = frame["strength"].unique().drop_nulls()
+    bad = strengths.filter(~strengths.is_in(list(STRENGTHS)))
+    if len(bad):
+        raise ValueError(f"strength must be strong or weak, got {bad.to_list()[:5]}")
     frame = _fill_strength(frame, config)
 
     id_type = pl.col("id_type")

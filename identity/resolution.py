@@ -120,6 +120,181 @@ def _dense(*columns: str) -> pl.Expr:
     return (key.rank("dense") - 1).cast(pl.Int64)
 
 
+# polars keeps strings of up to 12 bytes inline in its string views and sorts them fast; longer ones (openids,
+# unionids, hashes) sort several times slower, so those are ranked through their hashes (see _text_rank)
+_INLINE_BYTES = 12
+
+
+def _dense_ints(values: pl.Series) -> pl.Series:
+    """Dense 0-based rank (Int64) of non-negative integers. Packed with the row number into one int64 when it
+    fits, so that numpy's (fast) sort of plain integers stands in for an argsort; else polars' rank."""
+    x = values.to_numpy()
+    n = len(x)
+    bits = max(n - 1, 1).bit_length()
+    if n == 0 or values.null_count() or int(x.min()) < 0 or int(x.max()) >= 1 << (62 - bits):
+        return (values.rank("dense") - 1).cast(pl.Int64)
+    packed = np.sort((x.astype(np.int64) << bits) | np.arange(n, dtype=np.int64))
+    rows = packed & ((1 << bits) - 1)
+    sorted_values = packed >> bits
+    new = np.empty(n, dtype=np.int64)
+    new[0] = 0
+    np.not_equal(sorted_values[1:], sorted_values[:-1], out=new[1:])
+    rank = np.empty(n, dtype=np.int64)
+    rank[rows] = np.cumsum(new)
+    return pl.Series(values.name, rank, dtype=pl.Int64)
+
+
+def _text_rank(values: pl.Series) -> pl.Series:
+    """Dense 0-based rank (Int64) of each value in text order; the values must not be null.
+
+    Long strings: factorize by a 64-bit hash (an integer sort), sort only one string per distinct hash, and give
+    every row the rank of its hash. Exact whatever the hash does: every row is compared with the string its rank
+    stands for, and a collision (two strings, one hash) falls back to polars' own rank.
+    """
+    n = len(values)
+    if n == 0 or values.str.len_bytes().max() <= _INLINE_BYTES:
+        return (values.rank("dense") - 1).cast(pl.Int64)
+    hashes = values.hash(seed=0).to_numpy()
+    order = pl.Series(hashes).arg_sort().to_numpy()
+    sorted_hashes = hashes[order]
+    starts = np.empty(n, dtype=bool)
+    starts[0] = True
+    np.not_equal(sorted_hashes[1:], sorted_hashes[:-1], out=starts[1:])
+    # one row per distinct hash (gathered in row order, which is kinder to the cache), then sorted as text
+    distinct = values.gather(np.sort(order[starts])).sort()
+    # the i-th smallest hash is the hash of distinct[rank_of_group[i]]
+    rank_of_group = pl.Series(distinct.hash(seed=0)).arg_sort().to_numpy().astype(np.int64)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = rank_of_group[np.cumsum(starts) - 1]
+    if not (distinct.gather(rank) == values).all():
+        return (values.rank("dense") - 1).cast(pl.Int64)
+    return pl.Series(rank, dtype=pl.Int64)
+
+
+def _small_rank(values: pl.Series, distinct_out: list | None = None) -> pl.Series:
+    """Dense 0-based rank (Int64) in text order of a column with few distinct values (source, id_type, scope).
+    `distinct_out`, when given, receives the distinct values in rank order."""
+    if len(values) == 0:
+        return pl.Series(values.name, [], dtype=pl.Int64)
+    distinct = values.unique().sort().to_list()
+    if distinct_out is not None:
+        distinct_out.extend(distinct)
+    return values.replace_strict({value: index for index, value in enumerate(distinct)}, return_dtype=pl.Int64)
+
+
+def _key_rank(frame: pl.DataFrame, small: tuple[str, ...], last: str, parts: dict | None = None) -> pl.Series:
+    """An Int64 per row that orders (and equals) like the text key (*small, last): per-column ranks combined into
+    one integer, not dense. `small` columns have few distinct values. Nulls fall back to one struct rank.
+    `parts`, when given, receives {small column: (its text rank, its distinct values in rank order)}."""
+    columns = [*small, last]
+    if frame.height == 0 or any(frame[column].null_count() for column in columns):
+        return frame.select(_dense(*columns)).to_series()
+    key, span = None, 1
+    for column in columns:
+        if column in small:
+            distinct: list = []
+            rank = _small_rank(frame[column], distinct)
+            if parts is not None:
+                parts[column] = (rank, distinct)
+        else:
+            rank = _text_rank(frame[column])
+        width = int(rank.max()) + 1
+        span *= width
+        if span >= 2**62:
+            return frame.select(_dense(*columns)).to_series()
+        key = rank if key is None else key * width + rank
+    return key
+
+
+_NULL_TIME = np.iinfo(np.int64).max  # observed_at null: after every time
+
+
+def _as_time(epoch_us: np.ndarray) -> pl.Series:
+    series = pl.Series("t", epoch_us, dtype=pl.Int64)
+    return pl.select(pl.when(series != _NULL_TIME).then(series)).to_series().cast(pl.Datetime("us"))
+
+
+def _first_pairs(rid: np.ndarray, iid: np.ndarray, n_records: int, n_identities: int) -> np.ndarray:
+    """True at the first occurrence of each (rid, iid) pair. numpy's sort is fast but np.unique (numpy 2.4) is
+    many times slower, and so is a hash over every row: only the rows of records that hold a repeated pair
+    (found by one sort) go through polars' is_first_distinct."""
+    keep = np.ones(len(rid), dtype=bool)
+    pair = rid * (n_identities + 1) + iid
+    ordered = np.sort(pair)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if len(repeated):
+        flagged = np.zeros(n_records, dtype=bool)
+        flagged[repeated // (n_identities + 1)] = True
+        candidates = np.flatnonzero(flagged[rid])
+        keep[candidates] = pl.Series(pair[candidates]).is_first_distinct().to_numpy()
+    return keep
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values of an int64 array, sorted."""
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
+
+
+def _first_rows(ids: np.ndarray, n: int) -> np.ndarray:
+    """The first row of each dense id 0..n-1 (every id occurs), in id order."""
+    first = np.full(n, len(ids), dtype=np.int64)
+    np.minimum.at(first, ids, np.arange(len(ids), dtype=np.int64))
+    return first
+
+
+def _link_order(
+    links: pl.DataFrame,
+    link_time: np.ndarray,
+    type_rank: dict[str, int],
+    source_rank: dict[str, int],
+    n_records: int,
+    n_observed: int,
+    n_identities: int,
+    text_names: dict[str, list],
+) -> np.ndarray:
+    """Rows of `links` in link order (strength, type priority, source priority, observed_at nulls last, then
+    (source, record_id) and (id_type, scope, id_value) as text through rid and oid), keeping the first row of
+    each (record, identity) pair.
+
+    The six keys are packed into two int64s when they fit (they do unless times span centuries): sorting two
+    integer columns is many times cheaper than six. `text_names` maps "id_type"/"source" to the distinct values
+    in the order of the text-rank columns `_typ`/`_src` when those were computed; priorities are then looked up
+    per text rank instead of per string.
+    """
+    if links.height == 0:
+        return np.zeros(0, dtype=np.int64)
+
+    def priority(column: str, text_column: str, ranks: dict[str, int]) -> np.ndarray:
+        if column in text_names and text_column in links.columns:
+            lookup = np.array([ranks[name] for name in text_names[column]], dtype=np.int64)
+            return lookup[links[text_column].to_numpy()]
+        return links[column].replace_strict(ranks, return_dtype=pl.Int64).to_numpy()
+
+    weak = (links["strength"] == "weak").fill_null(False).to_numpy().astype(np.int64)
+    types = priority("id_type", "_typ", type_rank)
+    prefix = (weak * len(type_rank) + types) * len(source_rank) + priority("source", "_src", source_rank)
+    n_prefixes = 2 * len(type_rank) * len(source_rank)
+    columns = {}
+    known = link_time[link_time != _NULL_TIME]
+    low, high = (int(known.min()), int(known.max())) if len(known) else (0, 0)
+    width = high - low + 2  # the last slot is null
+    if n_prefixes * width < 2**62:
+        columns["_k1"] = prefix * width + np.where(link_time == _NULL_TIME, width - 1, link_time - low)
+    else:
+        columns["_prefix"], columns["_time"] = prefix, link_time
+    rid, oid = links["rid"].to_numpy(), links["oid"].to_numpy()
+    if n_records * n_observed < 2**62:
+        columns["_k2"] = rid * n_observed + oid
+    else:
+        columns["_rid"], columns["_oid"] = rid, oid
+    order = pl.DataFrame(columns).select(pl.arg_sort_by(list(columns))).to_series().to_numpy()
+    # the first position of each (record, identity) pair in that order
+    return order[_first_pairs(rid[order], links["iid"].to_numpy()[order], n_records, n_identities)]
+
+
 def _translate_hashed_phones(obs: pl.DataFrame, extra_phones: pl.DataFrame | None = None) -> pl.DataFrame:
     """Adds link_type/link_value: a phone hash that is the hash of a phone seen in plain becomes that phone.
 
@@ -127,10 +302,10 @@ def _translate_hashed_phones(obs: pl.DataFrame, extra_phones: pl.DataFrame | Non
     a hash nobody has in plain stays a hashed identity that can still link the records carrying it.
     """
     obs = obs.with_columns(link_type=pl.col("id_type"), link_value=pl.col("id_value"))
-    is_hashed = pl.col("usable") & pl.col("id_type").is_in(HASH_TYPES)
-    hashed = obs.filter(is_hashed).select("id_type", "id_value")
-    if hashed.height == 0:
+    hashed_rows = np.flatnonzero((obs["usable"] & obs["id_type"].is_in(HASH_TYPES)).to_numpy())
+    if len(hashed_rows) == 0:
         return obs
+    hashed = obs.select("id_type", "id_value")[hashed_rows]
     wanted = set(hashed["id_value"].unique().to_list())
     hashers = [getattr(hashlib, name.removeprefix("phone_")) for name in sorted(set(hashed["id_type"].unique()))]
     phones = obs.filter((pl.col("id_type") == "phone") & pl.col("id_value").is_not_null())
@@ -140,7 +315,7 @@ def _translate_hashed_phones(obs: pl.DataFrame, extra_phones: pl.DataFrame | Non
     # one reason per phone whatever the row order: the reason depends only on the value
     phones = phones.unique(subset="id_value", keep="first")
     to_phone, phone_reason = {}, {}
-    for phone, reason in phones.iter_rows():
+    for phone, reason in zip(phones["id_value"].to_list(), phones["unusable_reason"].to_list()):
         data = phone.encode("ascii")
         for hasher in hashers:
             digest = hasher(data).hexdigest()
@@ -149,28 +324,35 @@ def _translate_hashed_phones(obs: pl.DataFrame, extra_phones: pl.DataFrame | Non
                 phone_reason[digest] = reason
     if not to_phone:
         return obs
-    # md5 and sha256 digests differ in length, so one mapping serves both types
-    phone = pl.col("id_value").replace_strict(to_phone, default=None, return_dtype=pl.String)
-    translated = is_hashed & phone.is_not_null()
+    # md5 and sha256 digests differ in length, so one mapping serves both types. Only the hashed rows are
+    # looked up; the results are scattered into the full columns.
+    phone = hashed["id_value"].replace_strict(to_phone, default=None, return_dtype=pl.String)
+    hit = phone.is_not_null().to_numpy()
+    rows = hashed_rows[hit]
+    values = hashed["id_value"].filter(hit)
+    # the hash of a blocked phone is as blocked as the phone
+    reason = values.replace_strict(phone_reason, default=None, return_dtype=pl.String)
     return obs.with_columns(
-        link_type=pl.when(translated).then(pl.lit("phone")).otherwise(pl.col("link_type")),
-        link_value=pl.when(translated).then(phone).otherwise(pl.col("link_value")),
-        # the hash of a blocked phone is as blocked as the phone
-        unusable_reason=pl.when(translated)
-        .then(pl.col("id_value").replace_strict(phone_reason, default=None, return_dtype=pl.String))
-        .otherwise(pl.col("unusable_reason")),
+        obs["link_type"].clone().scatter(rows, "phone"),
+        obs["link_value"].clone().scatter(rows, phone.filter(hit)),
+        obs["unusable_reason"].clone().scatter(rows, reason),
     ).with_columns(usable=pl.col("unusable_reason").is_null())
 
 
-def _with_key_ranks(links: pl.DataFrame) -> pl.DataFrame:
+def _with_key_ranks(links: pl.DataFrame, text_names: dict[str, list]) -> pl.DataFrame:
     """Adds `_oid`, the text rank of the observed key (id_type, scope, id_value), and `_key`, the text rank of the
     link key (link_type, scope, link_value) on the same scale.
 
     One string sort instead of two: a link key differs from its observed key only for a translated hash, whose
     link key (phone, '', p) is usually the observed key of the plain phone p among the links (its rows are usable
     whenever the hash is). When some is not (a phone known only from incremental hints), both are ranked.
+    Also adds `_typ`, the text rank of id_type, and puts the id_types in that order in text_names["id_type"].
     """
-    links = links.with_columns(_oid=_dense("id_type", "scope", "id_value"))
+    parts: dict = {}
+    links = links.with_columns(_oid=_key_rank(links, ("id_type", "scope"), "id_value", parts))
+    if "id_type" in parts:
+        links = links.with_columns(_typ=parts["id_type"][0])
+        text_names["id_type"] = parts["id_type"][1]
     differs = (pl.col("link_type") != pl.col("id_type")) | (pl.col("link_value") != pl.col("id_value"))
     translated = links.filter(differs).select("_row", "link_type", "scope", "link_value")
     if translated.height == 0:
@@ -183,7 +365,7 @@ def _with_key_ranks(links: pl.DataFrame) -> pl.DataFrame:
     )
     found = translated.join(plain, on=["link_type", "scope", "link_value"], how="left")
     if found["_oid"].null_count():
-        return links.with_columns(_key=_dense("link_type", "scope", "link_value"))
+        return links.with_columns(_key=_key_rank(links, ("link_type", "scope"), "link_value"))
     key_of = found.select("_row", pl.col("_oid").alias("_translated"))
     return (
         links.join(key_of, on="_row", how="left", maintain_order="left")
@@ -192,21 +374,59 @@ def _with_key_ranks(links: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _maybe_shared(carriers: pl.DataFrame, holders: pl.DataFrame, threshold: int) -> pl.DataFrame:
+    """The carriers (rid, _key) of the values that can be shared at all, so that the exact count joins only those.
+
+    A value's records hold at most, per class, as many distinct values as they have holder rows of that class,
+    so at most the sum over its records of each record's largest per-class row count: a value whose sum is not
+    above the threshold cannot be shared. Computed with one integer sort and a group-by on integers.
+    """
+    if carriers.height == 0 or holders.height == 0:
+        return carriers.clear()
+    holder_rid, holder_class = holders["rid"].to_numpy(), holders["_class"].to_numpy()
+    n_classes = int(holder_class.max()) + 1
+    n_rid = max(int(holder_rid.max()), int(carriers["rid"].max())) + 1
+    if n_rid * n_classes >= 2**62:
+        return carriers
+    cells = np.sort(holder_rid * n_classes + holder_class)
+    starts = np.flatnonzero(np.concatenate(([True], cells[1:] != cells[:-1])))
+    rows = np.diff(np.append(starts, len(cells)))
+    most = np.zeros(n_rid, dtype=np.int64)
+    np.maximum.at(most, cells[starts] // n_classes, rows)
+    bound = (
+        carriers.with_columns(_most=most[carriers["rid"].to_numpy()])
+        .group_by("_key")
+        .agg(pl.col("_most").sum())
+        .filter(pl.col("_most") > threshold)
+    )
+    return carriers.join(bound.select("_key"), on="_key", how="semi")
+
+
 def _shared_keys(links: pl.DataFrame, config: IdentityConfig, hints: Hints | None = None) -> pl.Series:
     """`_key`s of non-unique identities seen on records that together hold more than `shared_threshold` values
     of one unique (type, scope) class: a front-desk phone, a staff member's own number, a shared device."""
-    is_unique = pl.col("link_type").is_in(list(config.unique_types))
-    pairs = links.select("rid", "_key", "link_type", "scope", is_unique.alias("_unique"))
-    pairs = pairs.unique(subset=["rid", "_key"])
-    holders = pairs.filter("_unique").select(
-        "rid", pl.col("_key").alias("_held"), pl.concat_str(["link_type", "scope"], separator="\t").alias("_class")
-    )
+    unique_rows = links["link_type"].is_in(list(config.unique_types)).to_numpy()
+    rid, key = links["rid"].to_numpy(), links["_key"].to_numpy()
+    held, other = np.flatnonzero(unique_rows), np.flatnonzero(~unique_rows)
+    classes = links.select("link_type", "scope")[held]
+    scope_rank = _small_rank(classes["scope"])
+    holders = pl.DataFrame(
+        {
+            "rid": rid[held],
+            "_held": key[held],
+            "_class": _small_rank(classes["link_type"]) * (int(scope_rank.max() or 0) + 1) + scope_rank,
+        }
+    )  # repeated rows only repeat join rows: the count below is of distinct values
+    # (record, identity) pairs of the non-unique identities, deduplicated on one integer when it fits
+    width = int(key.max()) + 1 if len(key) else 1
+    if (int(rid.max()) + 1 if len(rid) else 1) * width < 2**62:
+        pair = _distinct(rid[other] * width + key[other])
+        carriers = pl.DataFrame({"rid": pair // width, "_key": pair % width})
+    else:
+        carriers = pl.DataFrame({"rid": rid[other], "_key": key[other]}).unique()
+    carriers = _maybe_shared(carriers, holders, config.shared_threshold)
     counts = (
-        pairs.filter(~pl.col("_unique"))
-        .select("rid", "_key")
-        .join(holders, on="rid")
-        .group_by("_key", "_class")
-        .agg(pl.col("_held").n_unique().alias("_values"))
+        carriers.join(holders, on="rid").group_by("_key", "_class").agg(pl.col("_held").n_unique().alias("_values"))
     )
     shared = counts.filter(pl.col("_values") > config.shared_threshold)["_key"]
     if hints is not None and hints.shared_keys is not None and hints.shared_keys.height:
@@ -259,16 +479,25 @@ def resolve(
     obs = normalize_observations(observations, config)
     lap("normalize")
 
-    obs = obs.with_columns(rid=_dense("source", "record_id"))
-    records = obs.select("rid", "source", "record_id").filter(pl.col("rid").is_first_distinct()).sort("rid")
-    n_records = records.height
+    parts: dict = {}
+    text_names: dict[str, list] = {}
+    obs = obs.with_columns(rid=_dense_ints(_key_rank(obs, ("source",), "record_id", parts)))
+    if "source" in parts:
+        obs = obs.with_columns(_src=parts["source"][0])
+        text_names["source"] = parts["source"][1]
+    rid = obs["rid"].to_numpy()
+    n_records = int(rid.max()) + 1 if len(rid) else 0
+    records = obs.select("rid", "source", "record_id")[_first_rows(rid, n_records)]
     obs = _translate_hashed_phones(obs, hints.phones if hints is not None else None).with_row_index("_row")
     lap("translate")
 
-    want_links, links = links, obs.filter(pl.col("usable")).select(
-        "_row", "rid", "source", "id_type", "scope", "id_value", "link_type", "link_value", "strength", "observed_at"
-    )
-    links = _with_key_ranks(links)
+    # select, then filter: only the columns the links need are copied
+    want_links, links = links, obs.select(
+        "_row", "rid", "source", "id_type", "scope", "id_value", "link_type", "link_value", "strength", "observed_at",
+        *(["_src"] if "_src" in obs.columns else []),
+        "usable",
+    ).filter(pl.col("usable")).drop("usable")
+    links = _with_key_ranks(links, text_names)
     shared = _shared_keys(links, config, hints)
     if len(shared):
         shared_rows = links.filter(pl.col("_key").is_in(shared.implode()))["_row"]
@@ -281,40 +510,29 @@ def resolve(
     lap("shared")
 
     # `_oid` (the observed key's text rank) keeps its order after the shared links left; dense again for joins
-    links = links.with_columns(iid=_dense("_key"), oid=_dense("_oid")).drop("_key", "_oid")
-    first_seen = links.group_by("iid").agg(pl.col("observed_at").min().alias("first_seen"))
-    nodes = (
-        links.select("iid", "link_type", "scope", "link_value")
-        .filter(pl.col("iid").is_first_distinct())
-        .sort("iid")
-        .join(first_seen, on="iid", maintain_order="left")
+    links = links.with_columns(iid=_dense_ints(links["_key"]), oid=_dense_ints(links["_oid"])).drop("_key", "_oid")
+    iid = links["iid"].to_numpy()
+    n_identities = int(iid.max()) + 1 if len(iid) else 0
+    link_time = links["observed_at"].dt.epoch("us").fill_null(_NULL_TIME).to_numpy()
+    # every node's first row and earliest time by scatter on the dense ids (a group-by over millions of groups
+    # is much slower); ids follow the text order of their keys, so the nodes come out sorted by them
+    first_time = np.full(n_identities, _NULL_TIME, dtype=np.int64)
+    np.minimum.at(first_time, iid, link_time)
+    nodes = links.select("iid", "link_type", "scope", "link_value")[_first_rows(iid, n_identities)].with_columns(
+        first_seen=_as_time(first_time)
     )
-    n_identities = nodes.height
-    observed_keys = links.select("oid", "iid", "id_type", "scope", "id_value")
-    observed_keys = observed_keys.filter(pl.col("oid").is_first_distinct()).sort("oid")
+    oid = links["oid"].to_numpy()
+    n_observed = int(oid.max()) + 1 if len(oid) else 0
+    observed_keys = links.select("oid", "iid", "id_type", "scope", "id_value")[_first_rows(oid, n_observed)]
 
     type_rank = priority_ranks(
         config.id_type_priority, obs["id_type"].unique().to_list() + obs["link_type"].unique().to_list()
     )
     source_rank = priority_ranks(config.source_priority, records["source"].unique().to_list())
-    # rid follows (source, record_id) and oid (id_type, scope, id_value): sorting on them is the textual tie-break
-    # nulls last by an explicit sentinel: polars' nulls_last on a many-key sort is several times slower
-    ordered = (
-        links.select(
-            "rid",
-            "oid",
-            "iid",
-            "_row",
-            (pl.col("strength") == "weak").cast(pl.Int8).alias("_strength"),
-            pl.col("id_type").replace_strict(type_rank, return_dtype=pl.Int32).alias("_type"),
-            pl.col("source").replace_strict(source_rank, return_dtype=pl.Int32).alias("_source"),
-            pl.col("observed_at").dt.epoch("us").fill_null(np.iinfo(np.int64).max).alias("_time"),
-        )
-        .sort("_strength", "_type", "_source", "_time", "rid", "oid")
-        # one int64 per (record, identity) pair: much cheaper to deduplicate than a struct
-        .filter((pl.col("rid") * (n_identities + 1) + pl.col("iid")).is_first_distinct())
-        .select("rid", "oid", "iid", "_row")
+    link_rows = _link_order(
+        links, link_time, type_rank, source_rank, n_records, n_observed, n_identities, text_names
     )
+    ordered = links.select("rid", "oid", "iid")[link_rows]
 
     nodes = nodes.with_columns(_rank=pl.col("link_type").replace_strict(type_rank, return_dtype=pl.Int32))
     classes = (
@@ -339,52 +557,73 @@ def resolve(
     )
     lap("link")
 
-    records = records.with_columns(root=pl.Series(roots[:n_records], dtype=pl.Int64))
-    nodes = nodes.with_columns(root=pl.Series(roots[n_records:], dtype=pl.Int64))
-    # iid follows (type, scope, value), so it stands in for them as the last tie-breaks
-    anchored = (
-        nodes.with_columns(_time=pl.col("first_seen").dt.epoch("us").fill_null(np.iinfo(np.int64).max))
-        .sort("root", "_time", "_rank", "iid")
-        .group_by("root", maintain_order=True)
-        .agg(
-            pl.len().cast(pl.Int64).alias("identities"),
-            pl.concat_str(["link_type", "scope", "link_value"], separator="\t").first().alias("anchor"),
-            pl.col("first_seen").first(),
-        )
+    # Outputs by integer index: every cluster (root) gets a row number in `users`, and the strings of records,
+    # identities and user ids are gathered once by those numbers instead of joined.
+    n_nodes = n_records + n_identities
+    record_root, node_root = roots[:n_records], roots[n_records:]
+    # anchor: the identity first seen earliest (nulls last), then by type priority, then by key text (= iid)
+    node_rank = nodes["_rank"].to_numpy().astype(np.int64)
+    priority = (
+        pl.DataFrame({"t": first_time, "k": node_rank * max(n_identities, 1) + np.arange(n_identities)})
+        .select(pl.arg_sort_by("t", "k"))
+        .to_series()
+        .to_numpy()
+        .astype(np.int64)
     )
-    # a record whose identifiers were all unusable is a cluster on its own
-    bare = records.join(anchored.select("root"), on="root", how="anti").select(
-        "root",
+    position = np.empty(n_identities, dtype=np.int64)
+    position[priority] = np.arange(n_identities, dtype=np.int64)
+    best = np.full(n_nodes, n_identities, dtype=np.int64)
+    np.minimum.at(best, node_root, position)
+    identities_of_root = np.bincount(node_root, minlength=n_nodes)
+    anchored_roots = np.flatnonzero(identities_of_root)
+    anchored = nodes[priority[best[anchored_roots]]].select(
+        pl.Series("root", anchored_roots, dtype=pl.Int64),
+        pl.Series("identities", identities_of_root[anchored_roots], dtype=pl.Int64),
+        pl.concat_str(["link_type", "scope", "link_value"], separator="\t").alias("anchor"),
+        "first_seen",
+    )
+    # a record whose identifiers were all unusable (or all refused) is a cluster on its own
+    bare_records = np.flatnonzero(identities_of_root[record_root] == 0)
+    bare = records[bare_records].select(
+        pl.Series("root", record_root[bare_records], dtype=pl.Int64),
         pl.lit(0, dtype=pl.Int64).alias("identities"),
         pl.concat_str(["source", "record_id"], separator="/").alias("anchor"),
         pl.lit(None, dtype=pl.Datetime("us")).alias("first_seen"),
     )
     users = pl.concat([anchored, bare.cast(anchored.schema)])
-    users = users.with_columns(user_id=pl.Series([user_id_for(a) for a in users["anchor"]], dtype=pl.String))
-    if users["user_id"].n_unique() != users.height:
-        raise RuntimeError("two clusters hash to one user_id; 64-bit ids should make this practically impossible")
-    root_user = users.select("root", "user_id")
-
-    record_map = records.join(root_user, on="root", maintain_order="left")
-    node_user = nodes.select("iid", "root").join(root_user, on="root", maintain_order="left").drop("root")
-    id_map = observed_keys.join(node_user, on="iid", maintain_order="left").select(list(ID_MAP_SCHEMA))
-
-    rejected_links = (
-        ordered.with_columns(class_id=pl.Series(rejected, dtype=pl.Int64))
-        .filter(pl.col("class_id") >= 0)
-        .join(record_map.select("rid", "source", "record_id", "user_id"), on="rid", maintain_order="left")
-        .join(observed_keys.select("oid", "id_type", "scope", "id_value"), on="oid", maintain_order="left")
-        .join(node_user.rename({"user_id": "conflicting_user_id"}), on="iid", maintain_order="left")
-        .join(
-            classes.select(pl.col("class_id").cast(pl.Int64), pl.col("link_type").alias("_class_type")),
-            on="class_id",
-            maintain_order="left",
-        )
-        .with_columns(reason=pl.concat_str([pl.lit("unique_conflict:"), pl.col("_class_type")]))
-        .select(list(REJECTED_SCHEMA))
+    sha256 = hashlib.sha256
+    user_ids = pl.Series(
+        "user_id", ["u_" + sha256(a.encode("utf-8")).hexdigest()[:16] for a in users["anchor"].to_list()], pl.String
     )
-    record_rows = record_map
-    record_map = record_map.select(list(RECORD_MAP_SCHEMA))
+    # "u_" + 16 hex digits: text order is the order of the 64-bit number, sorted as two 32-bit halves
+    halves = [user_ids.str.slice(start, 8).str.to_integer(base=16).to_numpy().astype(np.uint64) for start in (2, 10)]
+    id_number = (halves[0] << np.uint64(32)) | halves[1]
+    by_id = np.argsort(id_number, kind="stable")
+    if len(by_id) > 1 and (id_number[by_id[1:]] == id_number[by_id[:-1]]).any():
+        raise RuntimeError("two clusters hash to one user_id; 64-bit ids should make this practically impossible")
+    user_of_root = np.full(n_nodes, -1, dtype=np.int64)
+    user_of_root[users["root"].to_numpy()] = np.arange(users.height, dtype=np.int64)
+    record_user = user_of_root[record_root]
+    node_user = user_of_root[node_root]
+
+    record_map = records.select("source", "record_id").with_columns(user_id=user_ids.gather(record_user))
+    id_map = observed_keys.select(
+        "id_type", "scope", "id_value", user_ids.gather(node_user[observed_keys["iid"].to_numpy()]).alias("user_id")
+    )
+
+    link_rid, link_oid, link_iid = (ordered[column].to_numpy() for column in ("rid", "oid", "iid"))
+    refused = np.flatnonzero(rejected >= 0)
+    class_types = classes["link_type"]
+    rejected_links = pl.concat(
+        [
+            records.select("source", "record_id")[link_rid[refused]],
+            pl.DataFrame([user_ids.gather(record_user[link_rid[refused]])]),
+            observed_keys.select("id_type", "scope", "id_value")[link_oid[refused]],
+            pl.DataFrame([user_ids.gather(node_user[link_iid[refused]]).alias("conflicting_user_id")]),
+            pl.DataFrame([("unique_conflict:" + class_types.gather(rejected[refused])).alias("reason")]),
+        ],
+        how="horizontal",
+    ).select(list(REJECTED_SCHEMA))
 
     blocked_values = (
         obs.filter(pl.col("unusable_reason").is_in(BLOCK_REASONS))
@@ -395,40 +634,35 @@ def resolve(
         .select(list(BLOCKED_SCHEMA))
     )
 
-    sizes = record_map.group_by("user_id").len()
-    with_records = users.join(sizes, on="user_id", how="semi")
-    users_table = (
-        users.join(sizes.rename({"len": "records"}), on="user_id", how="left")
-        .with_columns(pl.col("records").fill_null(0))
-        .sort("user_id")
-        .select(list(USERS_SCHEMA))
-        .cast(USERS_SCHEMA)
-    )
+    sizes = np.bincount(record_user, minlength=users.height)
+    users = users.with_columns(user_id=user_ids, records=pl.Series(sizes, dtype=pl.Int64))
+    users_table = users[by_id].select(list(USERS_SCHEMA)).cast(USERS_SCHEMA)
     links_table = None
     if want_links:
-        status = (
-            pl.when(pl.Series(rejected) >= 0)
-            .then(pl.lit("rejected"))
-            .when(pl.Series(joined) == 1)
-            .then(pl.lit("joined"))
-            .otherwise(pl.lit("redundant"))
-        )
-        links_table = (
-            ordered.with_columns(status=pl.select(status).to_series())
-            .join(record_rows.select("rid", "source", "record_id", "user_id"), on="rid", maintain_order="left")
-            .join(observed_keys.select("oid", "id_type", "scope", "id_value"), on="oid", maintain_order="left")
-            .join(nodes.select("iid", "link_type", "link_value"), on="iid", maintain_order="left")
-            .join(links.select("_row", "strength", "observed_at"), on="_row", maintain_order="left")
-            .select(list(LINKS_SCHEMA))
-            .cast(LINKS_SCHEMA)
-        )
+        status = np.where(rejected >= 0, 2, joined.astype(np.int64))
+        links_table = pl.concat(
+            [
+                records.select("source", "record_id")[link_rid],
+                observed_keys.select("id_type", "scope", "id_value")[link_oid],
+                nodes.select("link_type", "link_value")[link_iid],
+                links.select("strength", "observed_at")[link_rows],
+                pl.DataFrame(
+                    [
+                        pl.Series("status", ["redundant", "joined", "rejected"]).gather(status),
+                        user_ids.gather(record_user[link_rid]),
+                    ]
+                ),
+            ],
+            how="horizontal",
+        ).select(list(LINKS_SCHEMA)).cast(LINKS_SCHEMA)
+    with_records = users.filter(pl.col("records") > 0)
     histogram = with_records.group_by("identities").len().sort("identities")
     stats = {
         "records": n_records,
         "links": ordered.height,
         "identities": n_identities,
-        "users": sizes.height,
-        "largest_user_size": int(sizes["len"].max() or 0),
+        "users": with_records.height,
+        "largest_user_size": int(sizes.max()) if len(sizes) else 0,
         "users_by_identity_count": {int(k): int(v) for k, v in histogram.iter_rows()},
         "links_rejected": rejected_links.height,
         "values_blocked": int((blocked_values["reason"] != "shared").sum()),
