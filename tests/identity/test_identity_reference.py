@@ -242,3 +242,29 @@ def test_single_random_graphs_match_the_reference(seed):
     rows = [row for graph in range(3) for row in random_graph(rng, graph)]
     observations = frame(rows)
     compare(resolve(observations, config), reference(observations, config))
+
+
+def test_random_graphs_match_the_reference_with_every_string_ranked_through_its_hash(monkeypatch):
+    """The random graphs' ids are short, so resolve() would sort them directly; forcing the hash path for every
+    string column checks that ranking long ids (real openids, unionids) by hash gives the same result."""
+    import identity.resolution as resolution
+
+    monkeypatch.setattr(resolution, "_INLINE_BYTES", 0)
+    rng = random.Random(20261127)
+    for batch in range(3):
+        config = random_config(rng)
+        observations = frame([row for graph in range(batch * 200, batch * 200 + 200) for row in random_graph(rng, graph)])
+        compare(resolve(observations, config), reference(observations, config))
+
+
+def test_text_rank_is_the_dense_text_rank_even_when_hashes_collide(monkeypatch):
+    from identity.resolution import _text_rank
+
+    rng = random.Random(7)
+    words = ["o" + "".join(rng.choice("abcXYZ019_-") for _ in range(rng.randint(13, 30))) for _ in range(300)]
+    values = pl.Series([rng.choice(words) for _ in range(5_000)])
+    expected = (values.rank("dense") - 1).cast(pl.Int64)
+    assert _text_rank(values).to_list() == expected.to_list()
+    # a hash that maps everything to one value: the check against the strings must catch it and fall back
+    monkeypatch.setattr(pl.Series, "hash", lambda self, seed=0: pl.Series([0] * len(self), dtype=pl.UInt64))
+    assert _text_rank(values).to_list() == expected.to_list()
