@@ -305,7 +305,7 @@ def accuracy(users: int, seed: int, noise: dict, workdir: Path) -> dict:
 
     import samplegen
     from pipelines import ingest
-    from pipelines.observations import load_record_specs, observations_sql, records_sql
+    from pipelines.observations import read_observations
     from pipelines.settings import REPO_ROOT
 
     config_dir = REPO_ROOT / "config"
@@ -315,14 +315,7 @@ def accuracy(users: int, seed: int, noise: dict, workdir: Path) -> dict:
     generated = time.perf_counter() - clock
     with duckdb.connect(str(out / "warehouse.duckdb")) as con:
         ingest.ingest_all(con, out / "landing", ingest.load_config(config_dir))
-        specs = load_record_specs(config_dir / "observations.yml")
-        observed = con.sql(observations_sql(specs)).pl()
-        records = con.sql(records_sql(specs)).pl()
-    bare = records.join(observed.select("source", "record_id").unique(), on=["source", "record_id"], how="anti")
-    bare = bare.with_columns(
-        id_type=pl.lit("phone"), scope=pl.lit(""), id_value=pl.lit(None, dtype=pl.String), strength=pl.lit("weak")
-    ).select(observed.columns)
-    observations = pl.concat([observed, bare.cast(observed.schema)])
+        observations = read_observations(con, config_dir)
     config = identity.load_config(config_dir / "identity.yml")
     clock = time.perf_counter()
     resolution = identity.resolve(observations, config)

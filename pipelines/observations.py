@@ -157,3 +157,21 @@ def records_sql(specs: list[RecordSpec], schema: str = "raw") -> str:
         "select source, record_id, min(observed_at) as observed_at\n"
         f"from (\n{union}\n) as records\ngroup by source, record_id"
     )
+
+
+def read_observations(con, config_dir: Path) -> "pl.DataFrame":
+    """All observations in the warehouse `con` (a polars frame), plus an empty one for each record that carries
+    no identifier at all.
+
+    The empty observation is unusable by construction, so such a record still comes out with its own user.
+    """
+    import polars as pl  # only the readers need polars; the SQL builders above stay import-light
+
+    specs = load_record_specs(config_dir / "observations.yml")
+    observed = con.sql(observations_sql(specs)).pl()
+    records = con.sql(records_sql(specs)).pl()
+    bare = records.join(observed.select("source", "record_id").unique(), on=["source", "record_id"], how="anti")
+    bare = bare.with_columns(
+        id_type=pl.lit("phone"), scope=pl.lit(""), id_value=pl.lit(None, dtype=pl.String), strength=pl.lit("weak")
+    ).select(observed.columns)
+    return pl.concat([observed, bare.cast(observed.schema)])

@@ -36,7 +36,7 @@ from identity.state import HISTORY_SCHEMA, as_input, config_hash, load_state, ru
 from pipelines.defs.ingest import RAW_ASSET_KEYS
 from pipelines.faults import crash_point
 from pipelines.defs.resources import OneIdPaths
-from pipelines.observations import load_record_specs, observations_sql, records_sql
+from pipelines.observations import read_observations
 
 IDENTITY_TABLES = {
     "observations": "One row per identifier seen on a record (normalized value, strength, time first seen).",
@@ -53,21 +53,6 @@ IDENTITY_TABLES = {
 PHONE_KEYS = "phone_keys"
 CANDIDATE_SCHEMA = "identity_candidate"
 ATTEMPT_TABLE = "last_attempt"
-
-
-def read_observations(con, config_dir: Path) -> pl.DataFrame:
-    """All observations, plus an empty one for each record that carries no identifier at all.
-
-    The empty observation is unusable by construction, so such a record still comes out with its own user.
-    """
-    specs = load_record_specs(config_dir / "observations.yml")
-    observed = con.sql(observations_sql(specs)).pl()
-    records = con.sql(records_sql(specs)).pl()
-    bare = records.join(observed.select("source", "record_id").unique(), on=["source", "record_id"], how="anti")
-    bare = bare.with_columns(
-        id_type=pl.lit("phone"), scope=pl.lit(""), id_value=pl.lit(None, dtype=pl.String), strength=pl.lit("weak")
-    ).select(observed.columns)
-    return pl.concat([observed, bare.cast(observed.schema)])
 
 
 def phone_keys(id_map: pl.DataFrame, key: bytes) -> pl.DataFrame:

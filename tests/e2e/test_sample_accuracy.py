@@ -10,7 +10,7 @@ import pytest
 
 import identity
 from pipelines import ingest
-from pipelines.defs.identity import read_observations
+from pipelines.observations import read_observations
 from pipelines.settings import REPO_ROOT
 
 SAMPLE = REPO_ROOT / "data" / "sample"
