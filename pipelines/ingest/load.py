@@ -113,6 +113,18 @@ def _insert_log(con, source: str, rel: str, file_hash: str, layout: str | None, 
     )
 
 
+def _log_nothing_loaded(con, source: str, rel: str, file_hash: str, layout: str | None, status: str,
+                        message: str) -> None:
+    """Log a file that added no rows (rejected, duplicate) in a transaction of its own."""
+    con.begin()
+    try:
+        _insert_log(con, source, rel, file_hash, layout, status, 0, 0, message, _now())
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+
+
 def _insert_frame(con, table: str, frame: pl.DataFrame, columns: list[str]) -> None:
     if frame.height == 0:
         return
@@ -134,13 +146,7 @@ def _reject(con, source: str, rel: str, file_hash: str, message: str, encoding: 
     # rejection once so that re-running over the same landing folder adds nothing.
     logged = not _log_exists(con, rel, file_hash, ("rejected",), message)
     if logged:
-        con.begin()
-        try:
-            _insert_log(con, source, rel, file_hash, layout, "rejected", 0, 0, message, _now())
-            con.commit()
-        except BaseException:
-            con.rollback()
-            raise
+        _log_nothing_loaded(con, source, rel, file_hash, layout, "rejected", message)
     return FileResult(rel, file_hash, layout, "rejected", 0, 0, message, encoding, logged)
 
 
@@ -224,13 +230,7 @@ def _ingest_file(con, path: Path, landing_dir: Path, folder: LandingFolder, conf
         # later runs over an unchanged landing folder add nothing.
         logged = not _log_exists(con, rel, file_hash, ("duplicate",))
         if logged:
-            con.begin()
-            try:
-                _insert_log(con, source, rel, file_hash, None, "duplicate", 0, 0, message, _now())
-                con.commit()
-            except BaseException:
-                con.rollback()
-                raise
+            _log_nothing_loaded(con, source, rel, file_hash, None, "duplicate", message)
         return FileResult(rel, file_hash, None, "duplicate", 0, 0, message, None, logged)
 
     try:
