@@ -11,6 +11,7 @@ the text order of their keys, so every later sort and join runs on integers and 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,8 +103,14 @@ class Resolution:
         }
 
 
-def user_id_for(anchor: str) -> str:
-    return "u_" + hashlib.sha256(anchor.encode("utf-8")).hexdigest()[:16]
+def user_id_for(anchor: str, key: bytes | None = None) -> str:
+    """`u_` + 16 hex digits of a digest of the anchor (the user's first identity). With a key the digest is an
+    HMAC: a plain hash of an anchor that is a phone would let anyone holding the phone find the user id."""
+    if key is None:
+        digest = hashlib.sha256(anchor.encode("utf-8")).hexdigest()
+    else:
+        digest = hmac.new(key, anchor.encode("utf-8"), hashlib.sha256).hexdigest()
+    return "u_" + digest[:16]
 
 
 def priority_ranks(listed: tuple[str, ...] | list[str], present: list[str]) -> dict[str, int]:
@@ -458,12 +465,14 @@ def resolve(
     engine: str = "auto",
     links: bool = False,
     hints: Hints | None = None,
+    id_key: bytes | None = None,
 ) -> Resolution:
     """Resolve observations (source, record_id, id_type, scope, id_value, observed_at[, strength]) to users.
 
     engine: "auto" uses numba when installed, "python" forces the interpreted kernel (same results).
     links: also build `Resolution.links` (every distinct link with its status), which `explain` and stable ids
-    need; it costs a few joins. hints: see `Hints` (incremental runs).
+    need; it costs a few joins. hints: see `Hints` (incremental runs). id_key: derive user ids by HMAC under this
+    key instead of a plain SHA-256 of the anchor (`user_id_for`); the partition into users does not change.
     """
     if config is None:
         config = IdentityConfig()
@@ -591,10 +600,7 @@ def resolve(
         pl.lit(None, dtype=pl.Datetime("us")).alias("first_seen"),
     )
     users = pl.concat([anchored, bare.cast(anchored.schema)])
-    sha256 = hashlib.sha256
-    user_ids = pl.Series(
-        "user_id", ["u_" + sha256(a.encode("utf-8")).hexdigest()[:16] for a in users["anchor"].to_list()], pl.String
-    )
+    user_ids = pl.Series("user_id", [user_id_for(a, id_key) for a in users["anchor"].to_list()], pl.String)
     # "u_" + 16 hex digits: text order is the order of the 64-bit number, sorted as two 32-bit halves
     halves = [user_ids.str.slice(start, 8).str.to_integer(base=16).to_numpy().astype(np.uint64) for start in (2, 10)]
     id_number = (halves[0] << np.uint64(32)) | halves[1]

@@ -215,11 +215,11 @@ def save_state(
 # ---------------------------------------------------------------------------------------------- stable ids
 
 
-def _salted_id(anchor: str, taken: set[str]) -> str:
-    candidate, salt = user_id_for(anchor), 0
+def _salted_id(anchor: str, taken: set[str], key: bytes | None) -> str:
+    candidate, salt = user_id_for(anchor, key), 0
     while candidate in taken:
         salt += 1
-        candidate = user_id_for(f"{anchor}#{salt}")
+        candidate = user_id_for(f"{anchor}#{salt}", key)
     return candidate
 
 
@@ -271,6 +271,7 @@ def assign_stable_ids(
     prev_users: pl.DataFrame,
     issued: pl.DataFrame,
     run_id: int,
+    id_key: bytes | None = None,
 ) -> tuple[Resolution, pl.DataFrame, pl.DataFrame]:
     """(resolution with stable ids, merge-log rows of this run, user_ids registry rows created or retired).
 
@@ -311,7 +312,7 @@ def assign_stable_ids(
     newcomers = fresh_users.join(winners, on="fresh", how="anti").sort("fresh")
     new_ids = []
     for fresh, anchor in newcomers.iter_rows():
-        final = fresh if fresh not in taken else _salted_id(anchor, taken)
+        final = fresh if fresh not in taken else _salted_id(anchor, taken, id_key)
         taken.add(final)
         new_ids.append(final)
     mapping = pl.concat(
@@ -578,9 +579,11 @@ def run(
     incremental: bool = False,
     engine: str = "auto",
     started_at: datetime | None = None,
+    id_key: bytes | None = None,
 ) -> RunResult:
     """One run with state. Full: `observations` are all of them. Incremental: `observations` are a new batch,
-    added to the state's; only the components the batch touches are resolved again."""
+    added to the state's; only the components the batch touches are resolved again. id_key: see `resolve`; ids
+    already issued keep their value whatever the key, so it only shapes the ids of new users."""
     config = config or IdentityConfig()
     chash = config_hash(config)
     started_at = started_at or datetime.now().replace(microsecond=0)
@@ -601,9 +604,9 @@ def run(
         issued = registry = state.user_ids
 
     if not incremental:
-        res = resolve(observations, config, engine=engine, links=True)
+        res = resolve(observations, config, engine=engine, links=True, id_key=id_key)
         stable, events, update = assign_stable_ids(
-            res, prev["id_map"], prev["record_map"], prev["users"], issued, run_id
+            res, prev["id_map"], prev["record_map"], prev["users"], issued, run_id, id_key
         )
         tables = {
             "observations": stable.observations,
@@ -623,7 +626,7 @@ def run(
         redo = pl.concat([touched, batch.select(RECORD_KEY)]).unique()
         old_part = state.input_observations().join(redo, on=RECORD_KEY, how="semi")
         subset = pl.concat([old_part, as_input(batch).cast(old_part.schema)])
-        res = resolve(subset, config, engine=engine, links=True, hints=_hints(state, subset, digests))
+        res = resolve(subset, config, engine=engine, links=True, hints=_hints(state, subset, digests), id_key=id_key)
         prev_users = state.record_map.join(redo, on=RECORD_KEY, how="semi").select("user_id").unique()
         # users without records (identities whose every link was refused) hang off a component by refused links
         prev_users = pl.concat(
@@ -636,7 +639,7 @@ def run(
         ).unique()
         part = {name: prev[name].join(prev_users, on="user_id", how="semi") for name in prev}
         stable, events, update = assign_stable_ids(
-            res, part["id_map"], part["record_map"], part["users"], issued, run_id
+            res, part["id_map"], part["record_map"], part["users"], issued, run_id, id_key
         )
 
         def keep(frame: pl.DataFrame, by: str = "records") -> pl.DataFrame:

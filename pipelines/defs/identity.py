@@ -109,7 +109,8 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
         state = load_state(con)
         observations = read_observations(con, config_dir)
         incremental, given, why = plan_run(state, observations, config)
-        result = run(given, config, state, incremental=incremental, started_at=started)
+        # user ids keyed like the phone hashes: an unkeyed digest of a phone anchor would re-identify the user
+        result = run(given, config, state, incremental=incremental, started_at=started, id_key=key)
         health = graph_health(
             result.state.tables(), result.run, result.events, max_user_size=config.max_user_size
         )

@@ -10,6 +10,9 @@ import duckdb
 import pytest
 from dagster import AssetKey, materialize
 
+from identity.privacy import hmac_key
+from identity.resolution import user_id_for
+
 from pipelines.defs.identity import identity_checks, identity_graph_health, identity_resolution
 from pipelines.defs.ingest import raw_assets
 from pipelines.defs.resources import build_resources
@@ -63,7 +66,11 @@ def test_first_run_full_then_incremental_then_blocked_by_max_user_size(brand):
         users = con.sql("select source, record_id, user_id from identity.record_map order by all").fetchall()
         links = con.sql("select count(*), count(distinct status) from identity.links").fetchall()[0]
         user_rows = con.sql("select count(*) from identity.users where records > 0").fetchall()[0][0]
+        anchors = con.sql("select anchor, user_id from identity.users").fetchall()
     assert runs == [(1, "full")]
+    # ids are keyed like the phone hashes: nobody holding a phone can recompute its user's id without the key
+    key, _ = hmac_key()
+    assert all(user_id == user_id_for(anchor, key) != user_id_for(anchor) for anchor, user_id in anchors)
     assert links[0] > len(users) and links[1] >= 2
     assert user_rows == len({row[2] for row in users})
 
