@@ -12,6 +12,7 @@ Plain DuckDB, no Dagster: the `publish/analyst_db` asset is a thin wrapper (pipe
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import uuid
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import duckdb
+
+from pipelines.faults import crash_point
 
 # What analysts get. Only these schemas are copied: raw, staging, intermediate and identity hold personal
 # identifiers and per-source rows that analysts do not need (PIPL: minimum necessary).
@@ -66,6 +69,27 @@ def _temp_path(target: Path) -> Path:
     return target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
 
 
+def _remove_stale_temps(target: Path) -> None:
+    """Temporary files of publishers that died before their os.replace (a killed run): nobody will finish them."""
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        parts = stale.name[len(target.name) + 2:].split(".")
+        pid = int(parts[0]) if parts and parts[0].isdigit() else None
+        if pid is not None and pid != os.getpid() and _alive(pid):
+            continue
+        _remove(stale)
+        _remove(Path(f"{stale}.wal"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def publish(
     con: duckdb.DuckDBPyConnection,
     target: Path,
@@ -88,6 +112,7 @@ def publish(
     try:
         if not target.parent.is_dir():
             raise PublishError(f"cannot publish the analyst database to {target}: {target.parent} is not a folder")
+        _remove_stale_temps(target)
         con.execute(f"attach '{_quote(temp)}' as {_ALIAS}")
         attached = True
         counts: dict[str, int] = {}
@@ -114,6 +139,7 @@ def publish(
         # A WAL at the target could only come from someone writing the analyst file; DuckDB would replay it
         # onto the new file.
         _remove(Path(f"{target}.wal"))
+        crash_point("publish:before_replace")
         os.replace(temp, target)
     except PublishError:
         _cleanup(con, temp, attached)

@@ -254,3 +254,41 @@ def test_run_killed_during_dbt_then_rerun_equals_uninterrupted(world, tmp_path):
     got = table_fingerprints(database)
     assert sorted(got) == sorted(expected)  # no __dbt_tmp / __dbt_backup relation left behind
     assert {name: got[name] for name in got if got[name] != expected[name]} == {}
+
+
+PUBLISH_SCRIPT = """
+import sys, duckdb
+from pipelines.publish import publish
+with duckdb.connect(sys.argv[1]) as con:
+    publish(con, sys.argv[2])
+"""
+
+
+def test_publish_killed_before_its_replace_leaves_the_previous_analyst_database_then_republishes(world, tmp_path):
+    """The analyst file is replaced whole or not at all: a publisher killed with its copy written leaves readers
+    the previous file, and the next publish clears the dead publisher's temporary file."""
+    import hashlib
+
+    import duckdb
+
+    from pipelines.publish import publish
+    from warehouse_fingerprint import table_fingerprints
+
+    database, target = tmp_path / "oneid.duckdb", tmp_path / "analyst.duckdb"
+    shutil.copy(world["snapshot"], database)
+    with duckdb.connect(str(database)) as con:
+        publish(con, target)
+    before = hashlib.sha256(target.read_bytes()).hexdigest()
+    published = table_fingerprints(target, schemas=("marts", "seeds"))
+    env = {**_env(tmp_path, tmp_path), "ONEID_TEST_CRASH_AT": "publish:before_replace"}
+    killed = subprocess.run([sys.executable, "-c", PUBLISH_SCRIPT, str(database), str(target)], cwd=REPO_ROOT,
+                            env=env, capture_output=True, text=True, timeout=300, start_new_session=True)
+    assert killed.returncode in (-9, 137), killed.stderr[-2000:]
+    assert "killing the run at publish:before_replace" in killed.stderr
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == before
+    leftovers = list(tmp_path.glob(".analyst.duckdb.*.tmp"))
+    assert len(leftovers) == 1  # the dead publisher's finished copy, never moved into place
+    with duckdb.connect(str(database)) as con:
+        publish(con, target)
+    assert not list(tmp_path.glob(".analyst.duckdb.*.tmp*"))
+    assert table_fingerprints(target, schemas=("marts", "seeds")) == published
