@@ -207,33 +207,29 @@ def render(result: dict) -> str:
             text += f"\n      -- {enter['source']}/{enter['record_id']} [{', '.join(times)}] --> {via}"
         lines.append(f"  to {_ident(*target.split(chr(9), 2))}:\n      {text}")
     lines.append("")
-    lines.append("Refused links touching the user:")
-    if not result["rejected"]:
-        lines.append("  none")
-    for row in result["rejected"]:
-        lines.append(
-            f"  {row['source']}/{row['record_id']} -- {_ident(row['id_type'], row['scope'], row['id_value'])}: "
-            f"{row['reason']} (record's user {row['user_id']}, identity's user {row['conflicting_user_id']})"
-        )
-    lines.append("Blocked values on its records:")
-    if not result["blocked"]:
-        lines.append("  none")
-    for row in result["blocked"]:
-        lines.append(
-            f"  {row['source']}/{row['record_id']} -- {_ident(row['id_type'], row['scope'], row['id_value'])}: "
-            f"{row['unusable_reason']}"
-        )
-    lines.append("History (merges and splits):")
-    if not result["history"]:
-        lines.append("  none")
-    for row in result["history"]:
-        cause = ""
-        if row["id_value"] is not None:
-            cause = f" via {_ident(row['id_type'], row['scope'], row['id_value'])}"
-            if row["source"] is not None:
-                cause += f" on {row['source']}/{row['record_id']}"
-        lines.append(
-            f"  run {row['run_id']}: {row['event']} {row['old_user_id']} -> {row['new_user_id']} "
-            f"({row['reason']}{cause})"
-        )
+    _section(lines, "Refused links touching the user:", result["rejected"], lambda row: (
+        f"{_on_record(row)}: {row['reason']} (record's user {row['user_id']}, "
+        f"identity's user {row['conflicting_user_id']})"
+    ))
+    _section(lines, "Blocked values on its records:", result["blocked"],
+             lambda row: f"{_on_record(row)}: {row['unusable_reason']}")
+    _section(lines, "History (merges and splits):", result["history"], _history_line)
     return "\n".join(lines)
+
+
+def _section(lines: list[str], title: str, rows: list[dict], describe) -> None:
+    lines.append(title)
+    lines.extend([f"  {describe(row)}" for row in rows] or ["  none"])
+
+
+def _on_record(row: dict) -> str:
+    return f"{row['source']}/{row['record_id']} -- {_ident(row['id_type'], row['scope'], row['id_value'])}"
+
+
+def _history_line(row: dict) -> str:
+    cause = ""
+    if row["id_value"] is not None:
+        cause = f" via {_ident(row['id_type'], row['scope'], row['id_value'])}"
+        if row["source"] is not None:
+            cause += f" on {row['source']}/{row['record_id']}"
+    return f"run {row['run_id']}: {row['event']} {row['old_user_id']} -> {row['new_user_id']} ({row['reason']}{cause})"

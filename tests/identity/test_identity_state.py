@@ -86,14 +86,18 @@ def test_merge_winner_is_first_seen_even_when_the_other_is_bigger(make_observati
     assert user_of(second, "orders", "b8") == a
 
 
+# A CRM card and a mini-program login joined only by one phone: blocking the phone splits them.
+CRM_AND_LOGIN_SHARING_A_PHONE = [
+    ("crm_members", "m1", "member_id", "crm", "M1", "2024-01-01 10:00:00"),
+    ("crm_members", "m1", "phone", "", "13933330000", "2024-01-01 10:00:00"),
+    ("mp_logins", "l1", "phone", "", "13933330000", "2024-01-02 10:00:00"),
+    ("mp_logins", "l1", "unionid", "", "uL", "2024-01-02 10:00:00"),
+    ("mp_logins", "l1", "openid", "wxmp", "oL", "2024-01-02 10:00:00"),
+]
+
+
 def test_split_keeps_the_id_on_the_part_with_most_identities_and_logs_the_blocked_value(make_observations):
-    rows = [
-        ("crm_members", "m1", "member_id", "crm", "M1", "2024-01-01 10:00:00"),
-        ("crm_members", "m1", "phone", "", "13933330000", "2024-01-01 10:00:00"),
-        ("mp_logins", "l1", "phone", "", "13933330000", "2024-01-02 10:00:00"),
-        ("mp_logins", "l1", "unionid", "", "uL", "2024-01-02 10:00:00"),
-        ("mp_logins", "l1", "openid", "wxmp", "oL", "2024-01-02 10:00:00"),
-    ]
+    rows = CRM_AND_LOGIN_SHARING_A_PHONE
     first = run(make_observations(rows))
     (before,) = set(first.resolution.record_map["user_id"])
     config = IdentityConfig(blocklist={"phone": BlockRule(values=("13933330000",))})
@@ -109,13 +113,7 @@ def test_split_keeps_the_id_on_the_part_with_most_identities_and_logs_the_blocke
 
 
 def test_a_retired_id_is_never_handed_out_again(make_observations):
-    rows = [
-        ("crm_members", "m1", "member_id", "crm", "M1", "2024-01-01 10:00:00"),
-        ("crm_members", "m1", "phone", "", "13933330000", "2024-01-01 10:00:00"),
-        ("mp_logins", "l1", "phone", "", "13933330000", "2024-01-02 10:00:00"),
-        ("mp_logins", "l1", "unionid", "", "uL", "2024-01-02 10:00:00"),
-        ("mp_logins", "l1", "openid", "wxmp", "oL", "2024-01-02 10:00:00"),
-    ]
+    rows = CRM_AND_LOGIN_SHARING_A_PHONE
     first = run(make_observations(rows))
     blocked = IdentityConfig(blocklist={"phone": BlockRule(values=("13933330000",))})
     second = run(make_observations(rows), blocked, state=first.state)
