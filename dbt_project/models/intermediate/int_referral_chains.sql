@@ -1,6 +1,3 @@
--- A table, not a view: several marts and tests read it, and it is the expensive step of its area.
-{{ config(materialized='table') }}
-
 -- Walks each referred person's invitation chain up to its root: the first person of the chain who joined on
 -- their own. A chain that comes back to someone already on it (a data error: A invited B who invited A) stops
 -- there and is flagged, so the recursion always ends.

@@ -1,6 +1,3 @@
--- A table, not a view: several marts and tests read it, and it is the expensive step of its area.
-{{ config(materialized='table') }}
-
 -- The acquisition channel credited to each person. Someone who joined on their own gets the channel of their
 -- first acquisition touch; someone who was invited gets the channel of the root of their invitation chain
 -- (the person who started it), so a channel is credited with the friends its customers bring.

@@ -1,6 +1,3 @@
--- A table, not a view: several marts and tests read it, and it is the expensive step of its area.
-{{ config(materialized='table') }}
-
 -- Each person's standing at the end of every month since they were first seen, up to the month of
 -- as_of_date (whose snapshot is taken on as_of_date itself): trailing-365-day net spend and the member tier it
 -- earns, paid orders so far, and the lifecycle stage on that day.
