@@ -22,6 +22,7 @@ import polars as pl
 from identity.config import IdentityConfig
 from identity.engine import greedy_union
 from identity.normalize import BLOCK_REASONS, OUTPUT_COLUMNS, normalize_observations, phone_hashes
+from identity.privacy import keyed_hashes
 
 RECORD_MAP_SCHEMA = {"source": pl.String, "record_id": pl.String, "user_id": pl.String}
 ID_MAP_SCHEMA = {"id_type": pl.String, "scope": pl.String, "id_value": pl.String, "user_id": pl.String}
@@ -111,6 +112,11 @@ def user_id_for(anchor: str, key: bytes | None = None) -> str:
     else:
         digest = hmac.new(key, anchor.encode("utf-8"), hashlib.sha256).hexdigest()
     return "u_" + digest[:16]
+
+
+def user_ids_for(anchors: list[str], key: bytes | None = None) -> list[str]:
+    """`user_id_for` of each anchor, computed in bulk."""
+    return ["u_" + digest[:16] for digest in keyed_hashes(key, anchors)]
 
 
 def priority_ranks(listed: tuple[str, ...] | list[str], present: list[str]) -> dict[str, int]:
@@ -533,6 +539,12 @@ def resolve(
     oid = links["oid"].to_numpy()
     n_observed = int(oid.max()) + 1 if len(oid) else 0
     observed_keys = links.select("oid", "iid", "id_type", "scope", "id_value")[_first_rows(oid, n_observed)]
+    # From here on a link is its integers: dropping its strings now saves ~1.5 GB at 13M links for the rest
+    links = links.select(
+        "rid", "oid", "iid", "strength", "observed_at",
+        "_typ" if "_typ" in links.columns else "id_type",
+        "_src" if "_src" in links.columns else "source",
+    )
 
     type_rank = priority_ranks(
         config.id_type_priority, obs["id_type"].unique().to_list() + obs["link_type"].unique().to_list()
@@ -600,7 +612,7 @@ def resolve(
         pl.lit(None, dtype=pl.Datetime("us")).alias("first_seen"),
     )
     users = pl.concat([anchored, bare.cast(anchored.schema)])
-    user_ids = pl.Series("user_id", [user_id_for(a, id_key) for a in users["anchor"].to_list()], pl.String)
+    user_ids = pl.Series("user_id", user_ids_for(users["anchor"].to_list(), id_key), pl.String)
     # "u_" + 16 hex digits: text order is the order of the 64-bit number, sorted as two 32-bit halves
     halves = [user_ids.str.slice(start, 8).str.to_integer(base=16).to_numpy().astype(np.uint64) for start in (2, 10)]
     id_number = (halves[0] << np.uint64(32)) | halves[1]

@@ -16,6 +16,8 @@ from identity.privacy import (
     ad_platform_hash,
     hmac_key,
     identity_hmac,
+    identity_key_text,
+    keyed_hashes,
     mask_phone,
     spreadsheet_safe,
 )
@@ -59,6 +61,18 @@ def test_identity_hmac_is_keyed_and_scoped():
     assert identity_hmac(b"j" * 32, "phone", "", "13912345678") != expected
     assert identity_hmac(key, "openid", "wxA", "o1") != identity_hmac(key, "openid", "wxB", "o1")
     assert expected != hashlib.sha256(b"13912345678").hexdigest()
+
+
+def test_bulk_hashes_equal_one_at_a_time():
+    from identity.resolution import user_id_for, user_ids_for
+
+    key = b"k" * 32
+    texts = ["phone\t\t13912345678", "openid\twxapp\toAbC", "", "中文"]
+    assert keyed_hashes(key, texts) == [hmac.new(key, t.encode(), hashlib.sha256).hexdigest() for t in texts]
+    assert keyed_hashes(None, texts) == [hashlib.sha256(t.encode()).hexdigest() for t in texts]
+    assert keyed_hashes(key, [identity_key_text("phone", None, "139")]) == [identity_hmac(key, "phone", "", "139")]
+    for k in (key, None):
+        assert user_ids_for(texts, k) == [user_id_for(t, k) for t in texts]
 
 
 def test_masking_and_ad_platform_hashes():
