@@ -122,6 +122,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, help="brand folder (default data/generated/pipeline-<users>-<seed>)")
     parser.add_argument("--work", type=Path, help="where the temporary warehouse goes (default: system temp)")
+    parser.add_argument("--keep", action="store_true", help="keep the warehouse (to profile steps on it later)")
     args = parser.parse_args()
 
     brand = args.out or REPO / "data" / "generated" / f"pipeline-{args.users}-{args.seed}"
@@ -130,12 +131,17 @@ def main() -> int:
     try:
         return run(args, brand, work)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def run(args, brand: Path, work: Path) -> int:
     os.environ["ONEID_DATABASE"] = str(work / "oneid.duckdb")  # dbt reads it, also when the defs load
     os.environ.setdefault("DAGSTER_HOME", str(work / "dagster"))
+    # the brand is generated fake data, so the public demo key is fine unless a real key is set
+    os.environ.setdefault("ONEID_ALLOW_DEMO_KEY", "1")
 
     from dagster import DagsterInstance
 

@@ -197,6 +197,9 @@ def save_state(
     `extra`: tables derived from this state (e.g. phone_keys) written to `latest_schema` in the same transaction,
     so a crash can never publish them out of step with the state.
     """
+    # Row order is not part of any identity table, and letting DuckDB insert unordered lets it use every core
+    # (a quarter less time on the 13M-row tables of 1M persons).
+    con.execute("set preserve_insertion_order = false")
     con.execute("begin transaction")
     try:
         for name, frame in (extra or {}).items():
@@ -210,6 +213,8 @@ def save_state(
     except BaseException:
         con.execute("rollback")
         raise
+    finally:
+        con.execute("reset preserve_insertion_order")
 
 
 # ---------------------------------------------------------------------------------------------- stable ids

@@ -30,7 +30,7 @@ from dagster import (
 from dagster_duckdb import DuckDBResource
 
 import identity
-from identity.privacy import demo_key_notice, hmac_key, identity_hmac, mask_phone
+from identity.privacy import demo_key_notice, hmac_key, identity_key_text, keyed_hashes, mask_phone
 from identity.health import graph_health, markdown
 from identity.state import HISTORY_SCHEMA, as_input, config_hash, load_state, run, save_state, write_table
 from pipelines.defs.ingest import RAW_ASSET_KEYS
@@ -63,7 +63,7 @@ def phone_keys(id_map: pl.DataFrame, key: bytes) -> pl.DataFrame:
         {
             "user_id": phones["user_id"],
             "phone_masked": [mask_phone(v) for v in values],
-            "phone_hmac": [identity_hmac(key, "phone", "", v) for v in values],
+            "phone_hmac": keyed_hashes(key, [identity_key_text("phone", "", v) for v in values]),
         },
         schema={"user_id": pl.String, "phone_masked": pl.String, "phone_hmac": pl.String},
     )
@@ -105,17 +105,20 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
     config = identity.load_config(config_dir / "identity.yml")
     started = datetime.now().replace(microsecond=0)
     clock = time.perf_counter()
+    # The connection is closed while resolving: DuckDB keeps the memory of the observations query until then
+    # (1.5 GB at 1M persons), and the run lock, not the connection, keeps other writers out.
     with warehouse.get_connection() as con:
         state = load_state(con)
         observations = read_observations(con, config_dir)
-        incremental, given, why = plan_run(state, observations, config)
-        # user ids keyed like the phone hashes: an unkeyed digest of a phone anchor would re-identify the user
-        result = run(given, config, state, incremental=incremental, started_at=started, id_key=key)
-        health = graph_health(
-            result.state.tables(), result.run, result.events, max_user_size=config.max_user_size
-        )
-        published = health["passed"]
-        keys = phone_keys(result.state.tables()["id_map"], key)
+    incremental, given, why = plan_run(state, observations, config)
+    del observations  # `given` is all of them or the new batch; the rest is in `state`
+    # user ids keyed like the phone hashes: an unkeyed digest of a phone anchor would re-identify the user
+    result = run(given, config, state, incremental=incremental, started_at=started, id_key=key)
+    del given, state
+    health = graph_health(result.state.tables(), result.run, result.events, max_user_size=config.max_user_size)
+    published = health["passed"]
+    keys = phone_keys(result.state.tables()["id_map"], key)
+    with warehouse.get_connection() as con:
         crash_point("identity:before_publish")
         if published:
             save_state(con, result.state, extra={PHONE_KEYS: keys})
