@@ -6,7 +6,7 @@ import pytest
 
 from identity import IdentityConfig, resolve
 from identity.config import BlockRule
-from identity.state import load_state, run, save_state
+from identity.state import load_state, run, save_state, write_table
 
 
 BASE = [
@@ -149,3 +149,15 @@ def test_incremental_needs_a_state_and_the_same_config(make_observations):
     first = run(make_observations(BASE))
     with pytest.raises(ValueError, match="config changed"):
         run(make_observations(BASE[:2]), IdentityConfig(shared_threshold=2), first.state, incremental=True)
+
+
+@pytest.mark.parametrize("rows", [0, 1, 4, 5])
+def test_write_table_in_slices_gives_the_whole_frame(rows):
+    frame = pl.DataFrame(
+        {"n": list(range(rows)), "text": [f"v{i}" for i in range(rows)]}, schema={"n": pl.Int64, "text": pl.String}
+    )
+    con = duckdb.connect()
+    con.execute("create schema s")
+    con.execute("create table s.t as select 1 as old")  # replaced, not appended to
+    write_table(con, "s", "t", frame, slice_rows=2)
+    assert con.sql("select * from s.t order by n").pl().equals(frame)
