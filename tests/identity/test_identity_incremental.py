@@ -33,6 +33,9 @@ def assert_same(incremental, full):
     assert canonical(incremental.state.user_ids).equals(canonical(full.state.user_ids))
     for key in ("users", "merges", "splits", "new_users", "records", "largest_user_size"):
         assert incremental.run[key] == full.run[key], key
+    # an incremental run derives its stats from its tables and updates blocked_values' counts in place
+    assert incremental.resolution.stats == full.resolution.stats
+    assert incremental.state.blocked_values.equals(full.state.blocked_values.cast(incremental.state.blocked_values.schema))
 
 
 def test_batch_touching_one_user_resolves_only_its_component(make_observations):
