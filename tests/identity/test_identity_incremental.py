@@ -139,3 +139,51 @@ def test_keyed_ids_partition_like_unkeyed_ones_and_stay_stable_incrementally():
     state = run(frame(rows[:cut]), config, id_key=key).state
     incremental = run(frame(rows[cut:]), config, state, incremental=True, id_key=key)
     assert_same(incremental, run(frame(rows), config, state, id_key=key))
+
+
+def _exact_rows(frame: pl.DataFrame, keys: pl.DataFrame, columns: list[str]) -> list[int]:
+    return frame.with_row_index("_i").join(keys.select(columns), on=columns, how="semi")["_i"].sort().to_list()
+
+
+def test_rows_in_is_exact_when_hashes_collide(monkeypatch):
+    """Rows are picked by a 64-bit hash of their key; a row whose hash equals a key's hash but whose key differs
+    is not picked, and when two keys share a hash the exact lookup decides."""
+    import numpy as np
+
+    import identity.state as state_module
+
+    frame = pl.DataFrame(
+        {"source": ["a", "a", "b", "b", "c", "a"], "record_id": ["1", "22", "1", "333", "4444", "1"]}
+    )
+    # a hash that only sees the record id's length: "1" (key) collides with b/1, "22" with nothing chosen
+    monkeypatch.setattr(
+        state_module, "_key_hash",
+        lambda f, columns: f["record_id"].str.len_bytes().cast(pl.UInt64).to_numpy().astype(np.uint64),
+    )
+    keys = pl.DataFrame({"source": ["a", "b"], "record_id": ["1", "333"]})  # distinct hashes 1 and 3
+    mask = state_module._rows_in(frame, keys, ["source", "record_id"])
+    assert np.flatnonzero(mask).tolist() == _exact_rows(frame, keys, ["source", "record_id"]) == [0, 3, 5]
+    keys = pl.DataFrame({"source": ["a", "b"], "record_id": ["1", "1"]})  # two keys, one hash: exact lookup
+    mask = state_module._rows_in(frame, keys, ["source", "record_id"])
+    assert np.flatnonzero(mask).tolist() == _exact_rows(frame, keys, ["source", "record_id"]) == [0, 2, 5]
+    assert not state_module._rows_in(frame, keys.clear(), ["source", "record_id"]).any()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_incremental_equals_full_recompute_with_a_weak_key_hash(monkeypatch, seed):
+    """With a hash that collides all the time (8 values), selecting the state's rows still gives the full run's
+    result: every collision is caught by the comparison on strings or the exact fallback."""
+    import numpy as np
+
+    import identity.state as state_module
+
+    real = state_module._key_hash
+    monkeypatch.setattr(state_module, "_key_hash", lambda f, columns: real(f, columns) % np.uint64(8))
+    rng = random.Random(2000 + seed)
+    config = random_config(rng)
+    rows = [row for graph in range(60) for row in random_graph(rng, graph)]
+    rng.shuffle(rows)
+    cut = int(len(rows) * 0.9)
+    state = run(frame(rows[:cut]), config).state
+    incremental = run(frame(rows[cut:]), config, state, incremental=True)
+    assert_same(incremental, run(frame(rows), config, state))
