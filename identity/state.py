@@ -226,9 +226,15 @@ class _Taken:
     def __init__(self, issued: pl.Series, extra: set[str], candidates: list[str]):
         self.issued = issued
         self.taken = set(extra)
+        self.free: set[str] = set()  # known not issued (unless added since)
+        self.ask(candidates)
+
+    def ask(self, candidates: list[str]) -> None:
+        """Looks these candidates up in the registry at once."""
         asked = pl.Series(candidates, dtype=pl.String)
-        self.taken.update(issued.filter(issued.is_in(asked.implode())).to_list())
-        self.free = set(candidates) - self.taken  # known not issued (unless added since)
+        issued = set(self.issued.filter(self.issued.is_in(asked.implode())).to_list())
+        self.taken |= issued
+        self.free |= set(candidates) - issued
 
     def __contains__(self, user_id: str) -> bool:
         if user_id in self.taken:
@@ -339,6 +345,15 @@ def assign_stable_ids(
     # new clusters: the anchor's id unless it was ever issued
     newcomers = fresh_users.join(winners, on="fresh", how="anti").sort("fresh")
     taken = _Taken(issued["user_id"], set(winners["winner"].to_list()), newcomers["fresh"].to_list())
+    # the first salted ids of the anchors whose id is taken, in one lookup too
+    taken.ask(
+        [
+            user_id_for(f"{anchor}#{salt}", id_key)
+            for fresh, anchor in newcomers.iter_rows()
+            if fresh in taken
+            for salt in (1, 2)
+        ]
+    )
     new_ids = []
     for fresh, anchor in newcomers.iter_rows():
         final = fresh if fresh not in taken else _salted_id(anchor, taken, id_key)
@@ -422,7 +437,10 @@ def assign_stable_ids(
     ).with_columns(retired_run=pl.lit(run_id, dtype=pl.Int64))
 
     def rename(frame: pl.DataFrame, column: str) -> pl.DataFrame:
-        return frame.with_columns(pl.col(column).replace_strict(final_of, return_dtype=pl.String))
+        # the mapping as two columns: a dict of every cluster would be converted again for each call
+        return frame.with_columns(
+            pl.col(column).replace_strict(mapping["fresh"], mapping["final"], return_dtype=pl.String)
+        )
 
     stable = dataclasses.replace(
         res,
@@ -497,8 +515,7 @@ def _rows_in(frame: pl.DataFrame, keys: pl.DataFrame, columns: list[str]) -> np.
     if frame.height == 0 or keys.height == 0:
         return mask
     key_hashes = _key_hash(keys, columns)
-    order = np.argsort(key_hashes, kind="stable")
-    wanted = key_hashes[order]
+    wanted = np.sort(key_hashes)
     if len(wanted) > 1 and (wanted[1:] == wanted[:-1]).any():
         key = pl.struct(columns)
         return frame.select(key.is_in(keys.select(key).to_series().implode())).to_series().to_numpy()
@@ -509,9 +526,11 @@ def _rows_in(frame: pl.DataFrame, keys: pl.DataFrame, columns: list[str]) -> np.
     bitmap = np.zeros(1 << bits, dtype=bool)
     bitmap[(wanted & low).astype(np.intp)] = True
     rows = np.flatnonzero(bitmap[(hashes & low).astype(np.intp)])
-    at = np.minimum(np.searchsorted(wanted, hashes[rows]), len(wanted) - 1)
-    hit = wanted[at] == hashes[rows]
-    rows, key_rows = rows[hit], order[at[hit]]
+    # the key each remaining row's hash belongs to (an integer hash join beats a binary search here)
+    pairs = pl.DataFrame({"h": hashes[rows], "row": rows}).join(
+        pl.DataFrame({"h": key_hashes, "key": np.arange(len(key_hashes))}), on="h"
+    )
+    rows, key_rows = pairs["row"].to_numpy(), pairs["key"].to_numpy()
     same = np.ones(len(rows), dtype=bool)
     for column in columns:
         same &= (frame[column].gather(rows) == keys[column].gather(key_rows)).fill_null(False).to_numpy()
@@ -623,8 +642,8 @@ def _touched_users(state: State, batch: pl.DataFrame, digests: _PhoneDigests) ->
         keys = pl.concat([keys, pl.DataFrame({"id_type": "phone", "scope": "", "id_value": hits}).select(ID_KEY)])
     touched = pl.concat(
         [
-            state.id_map.filter(_rows_in(state.id_map, keys, ID_KEY))["user_id"],
-            state.record_map.filter(_rows_in(state.record_map, batch.select(RECORD_KEY), RECORD_KEY))["user_id"],
+            state.id_map["user_id"].filter(pl.Series(_rows_in(state.id_map, keys, ID_KEY))),
+            state.record_map["user_id"].filter(pl.Series(_rows_in(state.record_map, batch.select(RECORD_KEY), RECORD_KEY))),
         ]
     )
     return _component_users(state, touched)
@@ -634,7 +653,7 @@ def affected_records(state: State, batch: pl.DataFrame, digests: _PhoneDigests |
     """(source, record_id) of every previous record whose result a batch (normalized) can change: the records
     of every component the batch touches (see `_touched_users`)."""
     users = _touched_users(state, batch, digests or _PhoneDigests(state)).to_frame("user_id")
-    return state.record_map.filter(_rows_in(state.record_map, users, ["user_id"])).select(RECORD_KEY)
+    return state.record_map.filter(pl.Series(_rows_in(state.record_map, users, ["user_id"]))).select(RECORD_KEY)
 
 
 def _hints(state: State, subset: pl.DataFrame, digests: _PhoneDigests) -> Hints:
@@ -767,9 +786,10 @@ def run(
         users = _touched_users(state, batch, digests).to_frame("user_id")
         # every state table is split by masks (see _rows_in), not by joins on string keys: the previous users of
         # the touched components, all of their records, and those records' observations
-        record_rows = _rows_in(state.record_map, users, ["user_id"])
+        # masks as polars Series: filtering with a numpy array took several times longer
+        record_rows = pl.Series(_rows_in(state.record_map, users, ["user_id"]))
         old_records = state.record_map.filter(record_rows)
-        observation_rows = _rows_in(state.observations, old_records, RECORD_KEY)
+        observation_rows = pl.Series(_rows_in(state.observations, old_records, RECORD_KEY))
         old_observations = state.observations.filter(observation_rows)
         redo = pl.concat([old_records.select(RECORD_KEY), batch.select(RECORD_KEY)]).unique()
         old_input = as_input(old_observations)
@@ -780,7 +800,7 @@ def run(
         clock = time.perf_counter()
         # the users of the touched components are exactly the previous users of the re-resolved records (users
         # without records hang off a component by refused links), so `users` is the previous part to map onto
-        by_user = {name: _rows_in(state_table, users, ["user_id"]) for name, state_table in (
+        by_user = {name: pl.Series(_rows_in(state_table, users, ["user_id"])) for name, state_table in (
             ("id_map", state.id_map), ("users", state.users), ("rejected_links", state.rejected_links),
             ("links", state.links),
         )}
@@ -795,7 +815,7 @@ def run(
         laps["stable_ids"] = time.perf_counter() - clock
         clock = time.perf_counter()
 
-        def keep(name: str, rows: np.ndarray) -> pl.DataFrame:
+        def keep(name: str, rows: pl.Series) -> pl.DataFrame:
             # a record's rows in rejected_links and links carry its user, so they go with the user
             return getattr(state, name).filter(~rows)
 
