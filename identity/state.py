@@ -278,9 +278,12 @@ def _merge_causes(res: Resolution, merged: pl.DataFrame, node_old: dict) -> dict
         return x
 
     causes = {}
-    for row in joined.iter_rows(named=True):
-        a = ("r", row["source"], row["record_id"])
-        b = ("i", row["link_type"], row["scope"], row["link_value"])
+    # plain tuples, and the row number kept instead of a dict per row: the loop runs over every joined link of
+    # the merged clusters
+    columns = ["source", "record_id", "link_type", "scope", "link_value", "user_id"]
+    for index, (source, record_id, link_type, scope, link_value, user_id) in enumerate(joined.select(columns).rows()):
+        a = ("r", source, record_id)
+        b = ("i", link_type, scope, link_value)
         for node in (a, b):
             if node not in parent:
                 parent[node] = node
@@ -291,12 +294,12 @@ def _merge_causes(res: Resolution, merged: pl.DataFrame, node_old: dict) -> dict
         parent[rb] = ra
         together = olds[ra] | olds.pop(rb)
         olds[ra] = together
-        winner = winners[row["user_id"]]
+        winner = winners[user_id]
         if winner in together:
             for old in together:
                 if old != winner and (old, winner) not in causes:
-                    causes[(old, winner)] = row
-    return causes
+                    causes[(old, winner)] = index
+    return {pair: joined.row(index, named=True) for pair, index in causes.items()}
 
 
 def assign_stable_ids(
@@ -437,10 +440,7 @@ def assign_stable_ids(
     ).with_columns(retired_run=pl.lit(run_id, dtype=pl.Int64))
 
     def rename(frame: pl.DataFrame, column: str) -> pl.DataFrame:
-        # the mapping as two columns: a dict of every cluster would be converted again for each call
-        return frame.with_columns(
-            pl.col(column).replace_strict(mapping["fresh"], mapping["final"], return_dtype=pl.String)
-        )
+        return frame.with_columns(_replace(frame[column], mapping["fresh"], mapping["final"]))
 
     stable = dataclasses.replace(
         res,
@@ -451,6 +451,23 @@ def assign_stable_ids(
         links=rename(res.links, "user_id") if res.links is not None else None,
     )
     return stable, events_frame, _registry_update(created, retired)
+
+
+def _replace(values: pl.Series, old: pl.Series, new: pl.Series) -> pl.Series:
+    """`values` with each of `old` (distinct, not null) replaced by `new` at the same position.
+
+    Most clusters keep the id of their anchor (fresh = final), so only the rows holding one of the few ids that
+    change are found (by hash, see `_rows_in`) and replaced; a replace over every row cost far more.
+    """
+    changes = old != new
+    old, new = old.filter(changes), new.filter(changes)
+    if old.len() == 0 or values.len() == 0:
+        return values
+    rows = np.flatnonzero(_rows_in(values.to_frame("v"), old.to_frame("v"), ["v"]))
+    if len(rows) == 0:
+        return values
+    replaced = values.gather(rows).replace_strict(old, new, return_dtype=values.dtype)
+    return values.clone().scatter(rows, replaced)
 
 
 def _registry_update(created: pl.DataFrame, retired: pl.DataFrame) -> pl.DataFrame:
@@ -501,32 +518,30 @@ def _key_hash(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
     return combined
 
 
-def _rows_in(frame: pl.DataFrame, keys: pl.DataFrame, columns: list[str]) -> np.ndarray:
+def _rows_in(
+    frame: pl.DataFrame, keys: pl.DataFrame, columns: list[str], hashed: list[str] | None = None
+) -> np.ndarray:
     """Boolean mask of the rows of `frame` whose key (`columns`, never null) is a row of `keys`; exact.
 
     A semi-join on string keys hashes and compares every row of a state table of millions of rows against the
-    few keys a batch touches, and dominated incremental runs. Here each row costs a hash and a lookup in a
-    bitmap of the keys' hashes; only the rows whose hash equals a key's hash are compared with that key's
-    strings, so a collision can neither keep nor drop a wrong row. When two keys share a hash, a row cannot be
-    paired with one key to compare, and the exact (slower) struct lookup decides instead.
+    few keys a batch touches, and dominated incremental runs. Here each row costs a hash of the `hashed`
+    columns (default: all; one selective column is cheaper, e.g. the record id of (source, record_id)) and a
+    lookup in a bitmap of the keys' hashes. Only rows that pass are paired, by an integer join on the hash, with
+    every key of that hash, and compared with it column by column: a collision can neither keep nor drop a row.
     """
     mask = np.zeros(frame.height, dtype=bool)
     keys = keys.select(columns).unique()
     if frame.height == 0 or keys.height == 0:
         return mask
-    key_hashes = _key_hash(keys, columns)
-    wanted = np.sort(key_hashes)
-    if len(wanted) > 1 and (wanted[1:] == wanted[:-1]).any():
-        key = pl.struct(columns)
-        return frame.select(key.is_in(keys.select(key).to_series().implode())).to_series().to_numpy()
-    hashes = _key_hash(frame, columns)
-    # about 16 bitmap slots per key: one gather rules out most rows before the binary search
-    bits = min(max(len(wanted) * 16, 1 << 16), 1 << 28).bit_length()
+    hashed = hashed or columns
+    key_hashes = _key_hash(keys, hashed)
+    hashes = _key_hash(frame, hashed)
+    # about 16 bitmap slots per key: one gather rules out most rows before the join
+    bits = min(max(len(key_hashes) * 16, 1 << 16), 1 << 28).bit_length()
     low = np.uint64((1 << bits) - 1)
     bitmap = np.zeros(1 << bits, dtype=bool)
-    bitmap[(wanted & low).astype(np.intp)] = True
+    bitmap[(key_hashes & low).astype(np.intp)] = True
     rows = np.flatnonzero(bitmap[(hashes & low).astype(np.intp)])
-    # the key each remaining row's hash belongs to (an integer hash join beats a binary search here)
     pairs = pl.DataFrame({"h": hashes[rows], "row": rows}).join(
         pl.DataFrame({"h": key_hashes, "key": np.arange(len(key_hashes))}), on="h"
     )
@@ -567,26 +582,69 @@ def _component_users(state: State, touched: pl.Series) -> pl.Series:
 _HEX_DIGEST = {32: re.compile("[0-9a-f]{32}"), 64: re.compile("[0-9a-f]{64}")}
 
 
+def _digest_phones(phones: pl.Series, digests: set[str], engine: str = "auto") -> dict[str, str]:
+    """digest -> phone for each of `digests` (lowercase hex md5 or sha256) that is the digest of one of `phones`.
+
+    Every phone must be hashed to find them. DuckDB's vectorized md5/sha256 (DuckDB is a dependency of the
+    project, used here only when importable) did 1.5M phones in about a third of the time of hashlib in a
+    Python loop; both give the same digests of the same ASCII text (tested).
+    """
+    by_length = {length: sorted(d for d in digests if len(d) == length) for length in (32, 64)}
+    if engine == "auto":
+        try:
+            import duckdb
+        except ImportError:  # pragma: no cover - duckdb is a declared dependency
+            engine = "python"
+        else:
+            engine = "duckdb"
+    found: dict[str, str] = {}
+    if engine == "duckdb":
+        import duckdb
+
+        with duckdb.connect() as con:
+            con.register("phones", pl.DataFrame({"phone": phones}, schema={"phone": pl.String}).to_arrow())
+            for length, function in ((32, "md5"), (64, "sha256")):
+                if by_length[length]:
+                    con.register("wanted", pl.DataFrame({"digest": by_length[length]}).to_arrow())
+                    rows = con.execute(
+                        f"select w.digest, p.phone from phones p join wanted w on {function}(p.phone) = w.digest"
+                    ).fetchall()
+                    found.update(rows)
+                    con.unregister("wanted")
+        return found
+    wanted = {length: {bytes.fromhex(d): d for d in by_length[length]} for length in (32, 64)}
+    hashers = [(hasher, wanted[length]) for length, hasher in ((32, hashlib.md5), (64, hashlib.sha256))]
+    hashers = [(hasher, table) for hasher, table in hashers if table]
+    for phone in phones.to_list() if hashers else ():
+        data = phone.encode("ascii")
+        for hasher, table in hashers:
+            digest = hasher(data).digest()
+            if digest in table:
+                found[table[digest]] = phone
+    return found
+
+
 class _PhoneDigests:
     """md5/sha256 -> plain phone over the state's distinct phones.
 
-    Hashing every phone in Python is the costly part of translating hashes (about a second per million phones),
-    so it is done at most once per run, and only when a hash needs it: the first pass also looks for every hash
-    the state holds, which covers the hashes of the records re-resolved later in the run.
+    Hashing every phone is the costly part of translating hashes, so it is done at most once per run, and only
+    when a hash needs it: the first pass also looks for every hash the state holds, which covers the hashes of
+    the records re-resolved later in the run.
     """
 
-    def __init__(self, state: State):
+    def __init__(self, state: State, engine: str = "auto"):
         self.state = state
+        self.engine = engine
         self._found: dict[str, str] = {}
         self._looked: set[str] = set()
 
-    def _phones(self) -> list[str]:
+    def _phones(self) -> pl.Series:
         # every non-null phone of the state is a usable identity (id_map) or a blocked or shared value
         phones = [
             table.filter(pl.col("id_type") == "phone")["id_value"]
             for table in (self.state.id_map, self.state.blocked_values)
         ]
-        return pl.concat(phones).drop_nulls().unique().to_list()
+        return pl.concat(phones).drop_nulls().unique()
 
     def _state_hashes(self) -> set[str]:
         hashes = [
@@ -602,17 +660,7 @@ class _PhoneDigests:
         if missing:
             if not self._looked:
                 missing |= {d for d in self._state_hashes() if _HEX_DIGEST.get(len(d), _NEVER).fullmatch(d)}
-            wanted = {
-                length: {bytes.fromhex(d): d for d in missing if len(d) == length} for length in _HEX_DIGEST
-            }
-            hashers = [(hasher, wanted[length]) for length, hasher in ((32, hashlib.md5), (64, hashlib.sha256))]
-            hashers = [(hasher, table) for hasher, table in hashers if table]
-            for phone in self._phones():
-                data = phone.encode("ascii")
-                for hasher, table in hashers:
-                    digest = hasher(data).digest()
-                    if digest in table:
-                        self._found[table[digest]] = phone
+            self._found.update(_digest_phones(self._phones(), missing, self.engine))
             self._looked |= missing
         return sorted({self._found[d] for d in digests if d in self._found})
 
@@ -642,8 +690,10 @@ def _touched_users(state: State, batch: pl.DataFrame, digests: _PhoneDigests) ->
         keys = pl.concat([keys, pl.DataFrame({"id_type": "phone", "scope": "", "id_value": hits}).select(ID_KEY)])
     touched = pl.concat(
         [
-            state.id_map["user_id"].filter(pl.Series(_rows_in(state.id_map, keys, ID_KEY))),
-            state.record_map["user_id"].filter(pl.Series(_rows_in(state.record_map, batch.select(RECORD_KEY), RECORD_KEY))),
+            state.id_map["user_id"].filter(pl.Series(_rows_in(state.id_map, keys, ID_KEY, ["id_value"]))),
+            state.record_map["user_id"].filter(
+                pl.Series(_rows_in(state.record_map, batch.select(RECORD_KEY), RECORD_KEY, ["record_id"]))
+            ),
         ]
     )
     return _component_users(state, touched)
@@ -714,7 +764,7 @@ def _stats(tables: dict[str, pl.DataFrame], base: dict) -> dict:
     # from `users` (one row per user, with its record count) rather than a group-by over every record
     users = tables["users"]
     with_records = users.filter(pl.col("records") > 0)
-    histogram = with_records.group_by("identities").len().sort("identities")
+    per_count = np.bincount(with_records["identities"].to_numpy()) if with_records.height else np.zeros(0, np.int64)
     blocked = tables["blocked_values"]
     return {
         **base,
@@ -724,7 +774,7 @@ def _stats(tables: dict[str, pl.DataFrame], base: dict) -> dict:
         "identities": int(users["identities"].sum() or 0),
         "users": with_records.height,
         "largest_user_size": int(with_records["records"].max() or 0),
-        "users_by_identity_count": {int(k): int(v) for k, v in histogram.iter_rows()},
+        "users_by_identity_count": {int(k): int(per_count[k]) for k in np.flatnonzero(per_count)},
         "links_rejected": tables["rejected_links"].height,
         "values_blocked": int((blocked["reason"] != "shared").sum()),
         "values_shared": int((blocked["reason"] == "shared").sum()),
@@ -789,7 +839,7 @@ def run(
         # masks as polars Series: filtering with a numpy array took several times longer
         record_rows = pl.Series(_rows_in(state.record_map, users, ["user_id"]))
         old_records = state.record_map.filter(record_rows)
-        observation_rows = pl.Series(_rows_in(state.observations, old_records, RECORD_KEY))
+        observation_rows = pl.Series(_rows_in(state.observations, old_records, RECORD_KEY, ["record_id"]))
         old_observations = state.observations.filter(observation_rows)
         redo = pl.concat([old_records.select(RECORD_KEY), batch.select(RECORD_KEY)]).unique()
         old_input = as_input(old_observations)

@@ -147,7 +147,7 @@ def _exact_rows(frame: pl.DataFrame, keys: pl.DataFrame, columns: list[str]) -> 
 
 def test_rows_in_is_exact_when_hashes_collide(monkeypatch):
     """Rows are picked by a 64-bit hash of their key; a row whose hash equals a key's hash but whose key differs
-    is not picked, and when two keys share a hash the exact lookup decides."""
+    is not picked, and when two keys share a hash a row is compared with each of them."""
     import numpy as np
 
     import identity.state as state_module
@@ -163,16 +163,28 @@ def test_rows_in_is_exact_when_hashes_collide(monkeypatch):
     keys = pl.DataFrame({"source": ["a", "b"], "record_id": ["1", "333"]})  # distinct hashes 1 and 3
     mask = state_module._rows_in(frame, keys, ["source", "record_id"])
     assert np.flatnonzero(mask).tolist() == _exact_rows(frame, keys, ["source", "record_id"]) == [0, 3, 5]
-    keys = pl.DataFrame({"source": ["a", "b"], "record_id": ["1", "1"]})  # two keys, one hash: exact lookup
+    keys = pl.DataFrame({"source": ["a", "b"], "record_id": ["1", "1"]})  # two keys, one hash
     mask = state_module._rows_in(frame, keys, ["source", "record_id"])
     assert np.flatnonzero(mask).tolist() == _exact_rows(frame, keys, ["source", "record_id"]) == [0, 2, 5]
     assert not state_module._rows_in(frame, keys.clear(), ["source", "record_id"]).any()
 
 
+def test_rows_in_hashing_one_column_compares_them_all():
+    """Hashing only the record id pairs a row with every key of that id; the source decides."""
+    import numpy as np
+
+    from identity.state import _rows_in
+
+    frame = pl.DataFrame({"source": ["a", "b", "c", "a"], "record_id": ["1", "1", "1", "2"]})
+    keys = pl.DataFrame({"source": ["a", "c", "b"], "record_id": ["1", "1", "2"]})
+    mask = _rows_in(frame, keys, ["source", "record_id"], ["record_id"])
+    assert np.flatnonzero(mask).tolist() == _exact_rows(frame, keys, ["source", "record_id"]) == [0, 2]
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_incremental_equals_full_recompute_with_a_weak_key_hash(monkeypatch, seed):
     """With a hash that collides all the time (8 values), selecting the state's rows still gives the full run's
-    result: every collision is caught by the comparison on strings or the exact fallback."""
+    result: every collision is caught by the comparison on strings."""
     import numpy as np
 
     import identity.state as state_module
@@ -187,3 +199,22 @@ def test_incremental_equals_full_recompute_with_a_weak_key_hash(monkeypatch, see
     state = run(frame(rows[:cut]), config).state
     incremental = run(frame(rows[cut:]), config, state, incremental=True)
     assert_same(incremental, run(frame(rows), config, state))
+
+
+def test_phone_digests_agree_between_duckdb_and_python():
+    """Hashed phones meet the state's plain phones through md5/sha256 computed by DuckDB when available; the
+    Python fallback must find exactly the same phones."""
+    import hashlib
+
+    from identity.state import _digest_phones
+
+    phones = pl.Series([f"139{k:08d}" for k in range(0, 5000, 7)])
+    wanted = {hashlib.md5(f"139{k:08d}".encode()).hexdigest() for k in range(0, 300, 3)}
+    wanted |= {hashlib.sha256(f"139{k:08d}".encode()).hexdigest() for k in range(0, 300, 5)}
+    wanted |= {"0" * 32, "f" * 64}  # digests of no phone here
+    by_duckdb = _digest_phones(phones, wanted, "duckdb")
+    by_python = _digest_phones(phones, wanted, "python")
+    assert by_duckdb == by_python
+    expected = {k for k in range(0, 300, 3) if k % 7 == 0} | {k for k in range(0, 300, 5) if k % 7 == 0}
+    assert sorted(set(by_python.values())) == sorted(f"139{k:08d}" for k in expected)
+    assert _digest_phones(phones, set(), "duckdb") == _digest_phones(phones.clear(), wanted, "duckdb") == {}
