@@ -225,7 +225,9 @@ def method_engine(path: str) -> dict:
 def method_incremental(path: str, whole_records: bool = False) -> dict:
     from identity.state import run
 
-    run(synthetic_observations(1000, seed=1))
+    # warm-up, as for the engine: numba's cached kernel, and the imports of the incremental path (DuckDB, scipy)
+    warm = synthetic_observations(2000, seed=1)
+    run(warm.tail(200), state=run(warm.head(1800)).state, incremental=True)
     observations = pl.read_parquet(path)
     rng = np.random.default_rng(11)
     if whole_records:

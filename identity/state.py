@@ -262,38 +262,47 @@ def _merge_causes(res: Resolution, merged: pl.DataFrame, node_old: dict) -> dict
     """(loser, winner) -> the joined link at which the loser's part first met the winner's part.
 
     Replays the spanning-forest links of the merged clusters in link order with a small union-find whose sets
-    carry the previous user ids of their members.
+    carry the previous user ids of their members. Nodes are numbered first (dense ranks of their keys), so the
+    loop, which runs over every joined link of the merged clusters, works on integers and lists.
     """
-    clusters = set(merged["fresh"].to_list())
     winners = dict(zip(merged["fresh"].to_list(), merged["winner"].to_list()))
-    joined = res.links.filter((pl.col("status") == "joined") & pl.col("user_id").is_in(list(clusters)))
-    parent: dict = {}
-    olds: dict = {}
+    joined = res.links.filter(
+        (pl.col("status") == "joined") & pl.col("user_id").is_in(merged["fresh"].unique().implode())
+    )
+    if joined.height == 0:
+        return {}
+    numbered = joined.select(
+        "source", "record_id", "link_type", "scope", "link_value", "user_id",
+        a=(pl.struct("source", "record_id").rank("dense") - 1).cast(pl.Int64),
+        b=(pl.struct("link_type", "scope", "link_value").rank("dense") - 1).cast(pl.Int64),
+    )
+    n_records = int(numbered["a"].max()) + 1
+    n_nodes = n_records + int(numbered["b"].max()) + 1
+    olds: list = [None] * n_nodes
+    for a, source, record_id in numbered.select("a", "source", "record_id").unique(subset="a").iter_rows():
+        olds[a] = {node_old[("r", source, record_id)]} if ("r", source, record_id) in node_old else set()
+    for b, link_type, scope, link_value in (
+        numbered.select("b", "link_type", "scope", "link_value").unique(subset="b").iter_rows()
+    ):
+        node = ("i", link_type, scope, link_value)
+        olds[n_records + b] = {node_old[node]} if node in node_old else set()
+    parent = list(range(n_nodes))
 
-    def find(x):
-        parent.setdefault(x, x)
+    def find(x: int) -> int:
         while parent[x] != x:
             parent[x] = parent[parent[x]]
             x = parent[x]
         return x
 
     causes = {}
-    # plain tuples, and the row number kept instead of a dict per row: the loop runs over every joined link of
-    # the merged clusters
-    columns = ["source", "record_id", "link_type", "scope", "link_value", "user_id"]
-    for index, (source, record_id, link_type, scope, link_value, user_id) in enumerate(joined.select(columns).rows()):
-        a = ("r", source, record_id)
-        b = ("i", link_type, scope, link_value)
-        for node in (a, b):
-            if node not in parent:
-                parent[node] = node
-                olds[node] = {node_old[node]} if node in node_old else set()
-        ra, rb = find(a), find(b)
+    rows = zip(numbered["a"].to_list(), numbered["b"].to_list(), numbered["user_id"].to_list())
+    for index, (a, b, user_id) in enumerate(rows):
+        ra, rb = find(a), find(n_records + b)
         if ra == rb:
             continue
         parent[rb] = ra
-        together = olds[ra] | olds.pop(rb)
-        olds[ra] = together
+        together = olds[ra] | olds[rb]
+        olds[ra], olds[rb] = together, None
         winner = winners[user_id]
         if winner in together:
             for old in together:
