@@ -233,9 +233,8 @@ def method_incremental(path: str, whole_records: bool = False) -> dict:
     if whole_records:
         records = observations.select("source", "record_id").unique().sort("source", "record_id")
         chosen = records.filter(pl.Series(rng.random(records.height) < 0.01))
-        batch_mask = observations.select(
-            pl.struct("source", "record_id").is_in(chosen.select(pl.struct("source", "record_id")).to_series().implode())
-        ).to_series()
+        record = pl.struct("source", "record_id")
+        batch_mask = observations.select(record.is_in(chosen.select(record).to_series().implode())).to_series()
     else:
         batch_mask = pl.Series(rng.random(observations.height) < 0.01)
     rest, batch = observations.filter(~batch_mask), observations.filter(batch_mask)

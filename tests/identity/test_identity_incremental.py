@@ -35,7 +35,8 @@ def assert_same(incremental, full):
         assert incremental.run[key] == full.run[key], key
     # an incremental run derives its stats from its tables and updates blocked_values' counts in place
     assert incremental.resolution.stats == full.resolution.stats
-    assert incremental.state.blocked_values.equals(full.state.blocked_values.cast(incremental.state.blocked_values.schema))
+    blocked = incremental.state.blocked_values
+    assert blocked.equals(full.state.blocked_values.cast(blocked.schema))
 
 
 def test_batch_touching_one_user_resolves_only_its_component(make_observations):
