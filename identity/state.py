@@ -24,6 +24,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -230,7 +232,40 @@ def save_state(
 # ---------------------------------------------------------------------------------------------- stable ids
 
 
-def _salted_id(anchor: str, taken: set[str], key: bytes | None) -> str:
+class _Taken:
+    """The ids a new cluster may not get: every id ever issued, plus `extra`. Looking every issued id up once per
+    candidate would mean a Python set of the whole registry (millions of strings) on every run, so the registry
+    is asked in one vectorized lookup about the candidates known up front, and again (rarely) about the others.
+    """
+
+    def __init__(self, issued: pl.Series, extra: set[str], candidates: list[str]):
+        self.issued = issued
+        self.taken = set(extra)
+        self.free: set[str] = set()  # known not issued (unless added since)
+        self.ask(candidates)
+
+    def ask(self, candidates: list[str]) -> None:
+        """Looks these candidates up in the registry at once."""
+        asked = pl.Series(candidates, dtype=pl.String)
+        issued = set(self.issued.filter(self.issued.is_in(asked.implode())).to_list())
+        self.taken |= issued
+        self.free |= set(candidates) - issued
+
+    def __contains__(self, user_id: str) -> bool:
+        if user_id in self.taken:
+            return True
+        if user_id not in self.free:
+            if self.issued.is_in(pl.Series([user_id], dtype=pl.String).implode()).any():
+                self.taken.add(user_id)
+                return True
+            self.free.add(user_id)
+        return False
+
+    def add(self, user_id: str) -> None:
+        self.taken.add(user_id)
+
+
+def _salted_id(anchor: str, taken: _Taken | set[str], key: bytes | None) -> str:
     candidate, salt = user_id_for(anchor, key), 0
     while candidate in taken:
         salt += 1
@@ -242,41 +277,56 @@ def _merge_causes(res: Resolution, merged: pl.DataFrame, node_old: dict) -> dict
     """(loser, winner) -> the joined link at which the loser's part first met the winner's part.
 
     Replays the spanning-forest links of the merged clusters in link order with a small union-find whose sets
-    carry the previous user ids of their members.
+    carry the previous user ids of their members. Nodes are numbered first (dense ranks of their keys), so the
+    loop, which runs over every joined link of the merged clusters, works on integers and lists.
     """
-    clusters = set(merged["fresh"].to_list())
     winners = dict(zip(merged["fresh"].to_list(), merged["winner"].to_list()))
-    joined = res.links.filter((pl.col("status") == "joined") & pl.col("user_id").is_in(list(clusters)))
-    parent: dict = {}
-    olds: dict = {}
+    joined = res.links.filter(
+        (pl.col("status") == "joined") & pl.col("user_id").is_in(merged["fresh"].unique().implode())
+    )
+    if joined.height == 0:
+        return {}
+    numbered = joined.select(
+        "source", "record_id", "link_type", "scope", "link_value", "user_id",
+        a=(pl.struct("source", "record_id").rank("dense") - 1).cast(pl.Int64),
+        b=(pl.struct("link_type", "scope", "link_value").rank("dense") - 1).cast(pl.Int64),
+    )
+    n_records = int(numbered["a"].max()) + 1
+    n_nodes = n_records + int(numbered["b"].max()) + 1
+    olds: list = [None] * n_nodes
+    for a, source, record_id in numbered.select("a", "source", "record_id").unique(subset="a").iter_rows():
+        olds[a] = {node_old[("r", source, record_id)]} if ("r", source, record_id) in node_old else set()
+    for b, link_type, scope, link_value in (
+        numbered.select("b", "link_type", "scope", "link_value").unique(subset="b").iter_rows()
+    ):
+        node = ("i", link_type, scope, link_value)
+        olds[n_records + b] = {node_old[node]} if node in node_old else set()
+    parent = list(range(n_nodes))
 
-    def find(x):
-        parent.setdefault(x, x)
+    def find(x: int) -> int:
         while parent[x] != x:
             parent[x] = parent[parent[x]]
             x = parent[x]
         return x
 
     causes = {}
-    for row in joined.iter_rows(named=True):
-        a = ("r", row["source"], row["record_id"])
-        b = ("i", row["link_type"], row["scope"], row["link_value"])
-        for node in (a, b):
-            if node not in parent:
-                parent[node] = node
-                olds[node] = {node_old[node]} if node in node_old else set()
-        ra, rb = find(a), find(b)
+    rows = zip(numbered["a"].to_list(), numbered["b"].to_list(), numbered["user_id"].to_list())
+    for index, (a, b, user_id) in enumerate(rows):
+        ra, rb = find(a), find(n_records + b)
         if ra == rb:
             continue
         parent[rb] = ra
-        together = olds[ra] | olds.pop(rb)
-        olds[ra] = together
-        winner = winners[row["user_id"]]
+        together = olds[ra] | olds[rb]
+        olds[ra], olds[rb] = together, None
+        winner = winners[user_id]
         if winner in together:
             for old in together:
                 if old != winner and (old, winner) not in causes:
-                    causes[(old, winner)] = row
-    return causes
+                    causes[(old, winner)] = index
+    if not causes:
+        return {}
+    rows_of = joined[list(causes.values())].to_dicts()  # one gather instead of a row lookup per cause
+    return dict(zip(causes, rows_of))
 
 
 def assign_stable_ids(
@@ -323,8 +373,17 @@ def assign_stable_ids(
     splits = overlap.join(home, on=["old", "fresh"], how="anti").select("old", "fresh")
 
     # new clusters: the anchor's id unless it was ever issued
-    taken = set(issued["user_id"].to_list()) | set(winners["winner"].to_list())
     newcomers = fresh_users.join(winners, on="fresh", how="anti").sort("fresh")
+    taken = _Taken(issued["user_id"], set(winners["winner"].to_list()), newcomers["fresh"].to_list())
+    # the first salted ids of the anchors whose id is taken, in one lookup too
+    taken.ask(
+        [
+            user_id_for(f"{anchor}#{salt}", id_key)
+            for fresh, anchor in newcomers.iter_rows()
+            if fresh in taken
+            for salt in (1, 2)
+        ]
+    )
     new_ids = []
     for fresh, anchor in newcomers.iter_rows():
         final = fresh if fresh not in taken else _salted_id(anchor, taken, id_key)
@@ -407,14 +466,8 @@ def assign_stable_ids(
         ]
     ).with_columns(retired_run=pl.lit(run_id, dtype=pl.Int64))
 
-    # Most clusters keep the id they were given fresh (their anchor's): only the others need renaming, which
-    # spares copying the user id column of every table (13M links at 1M persons).
-    renamed = {fresh: final for fresh, final in final_of.items() if fresh != final}
-
     def rename(frame: pl.DataFrame, column: str) -> pl.DataFrame:
-        if not renamed:
-            return frame
-        return frame.with_columns(pl.col(column).replace(renamed))
+        return frame.with_columns(_replace(frame[column], mapping["fresh"], mapping["final"]))
 
     stable = dataclasses.replace(
         res,
@@ -425,6 +478,23 @@ def assign_stable_ids(
         links=rename(res.links, "user_id") if res.links is not None else None,
     )
     return stable, events_frame, _registry_update(created, retired)
+
+
+def _replace(values: pl.Series, old: pl.Series, new: pl.Series) -> pl.Series:
+    """`values` with each of `old` (distinct, not null) replaced by `new` at the same position.
+
+    Most clusters keep the id of their anchor (fresh = final), so only the rows holding one of the few ids that
+    change are found (by hash, see `_rows_in`) and replaced; a replace over every row cost far more.
+    """
+    changes = old != new
+    old, new = old.filter(changes), new.filter(changes)
+    if old.len() == 0 or values.len() == 0:
+        return values
+    rows = np.flatnonzero(_rows_in(values.to_frame("v"), old.to_frame("v"), ["v"]))
+    if len(rows) == 0:
+        return values
+    replaced = values.gather(rows).replace_strict(old, new, return_dtype=values.dtype)
+    return values.clone().scatter(rows, replaced)
 
 
 def _registry_update(created: pl.DataFrame, retired: pl.DataFrame) -> pl.DataFrame:
@@ -442,70 +512,194 @@ def _registry_update(created: pl.DataFrame, retired: pl.DataFrame) -> pl.DataFra
 
 
 def _apply_registry(registry: pl.DataFrame, update: pl.DataFrame) -> pl.DataFrame:
-    created = update.filter(pl.col("created_run").is_not_null())
+    """The registry with this run's created ids added and retired ids marked, sorted by user_id. Only the rows
+    that change are touched: the rest stays in its (sorted) order and the changed rows are merged in."""
+    registry = registry.cast(USER_IDS_SCHEMA)
+    created = update.filter(pl.col("created_run").is_not_null()).cast(USER_IDS_SCHEMA)
     retired = update.filter(pl.col("created_run").is_null()).select(
         "user_id", pl.col("retired_run").alias("_run"), pl.col("retired_into").alias("_into")
     )
-    merged = pl.concat([registry.cast(USER_IDS_SCHEMA), created.cast(USER_IDS_SCHEMA)])
-    merged = merged.join(retired, on="user_id", how="left", maintain_order="left").with_columns(
+    changing = registry["user_id"].is_in(retired["user_id"].implode())
+    changed = pl.concat([registry.filter(changing), created])
+    changed = changed.join(retired, on="user_id", how="left", maintain_order="left").with_columns(
         retired_run=pl.coalesce("_run", "retired_run"),
         retired_into=pl.when(pl.col("_run").is_not_null()).then(pl.col("_into")).otherwise(pl.col("retired_into")),
     )
-    return merged.select(list(USER_IDS_SCHEMA)).sort("user_id")
+    changed = changed.select(list(USER_IDS_SCHEMA)).sort("user_id")
+    rest = registry.filter(~changing)
+    if not rest["user_id"].is_sorted():
+        rest = rest.sort("user_id")
+    return rest.merge_sorted(changed, key="user_id")
 
 
 # ---------------------------------------------------------------------------------------------- incremental
 
 
-def _components(state: State) -> pl.DataFrame:
-    """user_id -> component: users tied together by refused links form one component of the plain link graph
-    (records and identities, ignoring the uniqueness rule), the unit a greedy run can be redone on alone."""
-    users = state.users.select("user_id")
+def _key_hash(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
+    """A 64-bit hash (uint64) of each row's key. Only ever a filter: `_rows_in` confirms every hit on the strings."""
+    combined = None
+    for column in columns:
+        part = frame[column].hash(seed=0).to_numpy()
+        # numpy's uint64 arithmetic wraps, which is what a hash combiner wants
+        combined = part if combined is None else (combined * np.uint64(0x9E3779B97F4A7C15)) ^ part
+    return combined
+
+
+def _rows_in(
+    frame: pl.DataFrame, keys: pl.DataFrame, columns: list[str], hashed: list[str] | None = None
+) -> np.ndarray:
+    """Boolean mask of the rows of `frame` whose key (`columns`, never null) is a row of `keys`; exact.
+
+    A semi-join on string keys hashes and compares every row of a state table of millions of rows against the
+    few keys a batch touches, and dominated incremental runs. Here each row costs a hash of the `hashed`
+    columns (default: all; one selective column is cheaper, e.g. the record id of (source, record_id)) and a
+    lookup in a bitmap of the keys' hashes. Only rows that pass are paired, by an integer join on the hash, with
+    every key of that hash, and compared with it column by column: a collision can neither keep nor drop a row.
+    """
+    mask = np.zeros(frame.height, dtype=bool)
+    keys = keys.select(columns).unique()
+    if frame.height == 0 or keys.height == 0:
+        return mask
+    hashed = hashed or columns
+    key_hashes = _key_hash(keys, hashed)
+    hashes = _key_hash(frame, hashed)
+    # about 16 bitmap slots per key: one gather rules out most rows before the join
+    bits = min(max(len(key_hashes) * 16, 1 << 16), 1 << 28).bit_length()
+    low = np.uint64((1 << bits) - 1)
+    bitmap = np.zeros(1 << bits, dtype=bool)
+    bitmap[(key_hashes & low).astype(np.intp)] = True
+    rows = np.flatnonzero(bitmap[(hashes & low).astype(np.intp)])
+    pairs = pl.DataFrame({"h": hashes[rows], "row": rows}).join(
+        pl.DataFrame({"h": key_hashes, "key": np.arange(len(key_hashes))}), on="h"
+    )
+    rows, key_rows = pairs["row"].to_numpy(), pairs["key"].to_numpy()
+    same = np.ones(len(rows), dtype=bool)
+    for column in columns:
+        same &= (frame[column].gather(rows) == keys[column].gather(key_rows)).fill_null(False).to_numpy()
+    mask[rows[same]] = True
+    return mask
+
+
+def _component_users(state: State, touched: pl.Series) -> pl.Series:
+    """The users of every component holding a touched user: users tied together by refused links form one
+    component of the plain link graph (records and identities, ignoring the uniqueness rule), the unit a greedy
+    run can be redone on alone. Only users with a refused link can share a component with another user, so the
+    connected components are computed over those alone."""
+    touched = touched.unique()
     edges = state.rejected_links.select("user_id", "conflicting_user_id").unique()
-    if edges.height == 0:
-        return users.with_columns(component=pl.col("user_id"))
+    if edges.height == 0 or touched.len() == 0:
+        return touched
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    index = users.with_row_index("i")
-    pairs = edges.join(index, on="user_id").join(
-        index.rename({"user_id": "conflicting_user_id", "i": "j"}), on="conflicting_user_id"
+    ends = pl.concat([edges["user_id"], edges["conflicting_user_id"]]).unique().to_frame("user_id").with_row_index("i")
+    pairs = edges.join(ends, on="user_id").join(
+        ends.rename({"user_id": "conflicting_user_id", "i": "j"}), on="conflicting_user_id"
     )
-    n = index.height
+    n = ends.height
     graph = coo_matrix(
         (np.ones(pairs.height, dtype=np.int8), (pairs["i"].to_numpy(), pairs["j"].to_numpy())), shape=(n, n)
     )
     _, labels = connected_components(graph, directed=False)
-    return index.with_columns(component=pl.Series(labels, dtype=pl.Int64)).select("user_id", "component")
+    hit = ends["user_id"].is_in(touched.implode()).to_numpy()
+    members = ends["user_id"].filter(np.isin(labels, np.unique(labels[hit])))
+    return pl.concat([touched, members]).unique()
+
+
+_HEX_DIGEST = {32: re.compile("[0-9a-f]{32}"), 64: re.compile("[0-9a-f]{64}")}
+
+
+def _is_digest(value: str) -> bool:
+    """Lowercase hex of an md5 or sha256 length: only such a value can equal a hexdigest."""
+    return len(value) in _HEX_DIGEST and _HEX_DIGEST[len(value)].fullmatch(value) is not None
+
+
+def _digest_phones(phones: pl.Series, digests: set[str], engine: str = "auto") -> dict[str, str]:
+    """digest -> phone for each of `digests` (lowercase hex md5 or sha256) that is the digest of one of `phones`.
+
+    Every phone must be hashed to find them. DuckDB's vectorized md5/sha256 (DuckDB is a dependency of the
+    project, used here only when importable) matched 1.5M phones in about a quarter of the time of hashlib in a
+    Python loop; both give the same digests of the same ASCII text (tested).
+    """
+    by_length = {length: sorted(d for d in digests if len(d) == length) for length in (32, 64)}
+    if engine == "auto":
+        try:
+            import duckdb
+        except ImportError:  # pragma: no cover - duckdb is a declared dependency
+            engine = "python"
+        else:
+            engine = "duckdb"
+    found: dict[str, str] = {}
+    if engine == "duckdb":
+        import duckdb
+
+        with duckdb.connect() as con:
+            con.register("phones", pl.DataFrame({"phone": phones}, schema={"phone": pl.String}).to_arrow())
+            for length, function in ((32, "md5"), (64, "sha256")):
+                if by_length[length]:
+                    con.register("wanted", pl.DataFrame({"digest": by_length[length]}).to_arrow())
+                    rows = con.execute(
+                        f"select w.digest, p.phone from phones p join wanted w on {function}(p.phone) = w.digest"
+                    ).fetchall()
+                    found.update(rows)
+                    con.unregister("wanted")
+        return found
+    wanted = {length: {bytes.fromhex(d): d for d in by_length[length]} for length in (32, 64)}
+    hashers = [(hasher, wanted[length]) for length, hasher in ((32, hashlib.md5), (64, hashlib.sha256))]
+    hashers = [(hasher, table) for hasher, table in hashers if table]
+    for phone in phones.to_list() if hashers else ():
+        data = phone.encode("ascii")
+        for hasher, table in hashers:
+            digest = hasher(data).digest()
+            if digest in table:
+                found[table[digest]] = phone
+    return found
 
 
 class _PhoneDigests:
-    """md5/sha256 -> plain phone over the state's distinct phones, computed at most once per run (hashing every
-    phone in Python is the costly part of translating hashes, so only done when a hash needs it)."""
+    """md5/sha256 -> plain phone over the state's distinct phones.
 
-    def __init__(self, state: State):
+    Hashing every phone is the costly part of translating hashes, so it is done at most once per run, and only
+    when a hash needs it: the first pass also looks for every hash the state holds, which covers the hashes of
+    the records re-resolved later in the run.
+    """
+
+    def __init__(self, state: State, engine: str = "auto"):
         self.state = state
-        self._maps: dict[int, dict[str, str]] = {}  # digest length (32 md5, 64 sha256) -> digest -> phone
+        self.engine = engine
+        self._found: dict[str, str] = {}
+        self._looked: set[str] = set()
+
+    def _phones(self) -> pl.Series:
+        # every non-null phone of the state is a usable identity (id_map) or a blocked or shared value
+        phones = [
+            table.filter(pl.col("id_type") == "phone")["id_value"]
+            for table in (self.state.id_map, self.state.blocked_values)
+        ]
+        return pl.concat(phones).drop_nulls().unique()
+
+    def _state_hashes(self) -> set[str]:
+        hashes = [
+            table.filter(pl.col("id_type").is_in(HASH_TYPES))["id_value"]
+            for table in (self.state.id_map, self.state.blocked_values)
+        ]
+        return set(pl.concat(hashes).drop_nulls().to_list())
 
     def phones_for(self, digests: set[str]) -> list[str]:
-        found = set()
-        for length, hasher in ((32, hashlib.md5), (64, hashlib.sha256)):
-            wanted = {digest for digest in digests if len(digest) == length}
-            if not wanted:
-                continue
-            if length not in self._maps:
-                phones = self.state.observations.filter(
-                    (pl.col("id_type") == "phone") & pl.col("id_value").is_not_null()
-                )["id_value"].unique()
-                self._maps[length] = {hasher(p.encode("ascii")).hexdigest(): p for p in phones.to_list()}
-            found.update(self._maps[length][d] for d in wanted if d in self._maps[length])
-        return sorted(found)
+        digests = {d for d in digests if _is_digest(d)}
+        missing = digests - self._looked
+        if missing:
+            if not self._looked:
+                missing |= {d for d in self._state_hashes() if _is_digest(d)}
+            self._found.update(_digest_phones(self._phones(), missing, self.engine))
+            self._looked |= missing
+        return sorted({self._found[d] for d in digests if d in self._found})
 
 
-def affected_records(state: State, batch: pl.DataFrame, digests: _PhoneDigests | None = None) -> pl.DataFrame:
-    """(source, record_id) of every previous record whose result a batch (normalized) can change: the records
-    of every component the batch touches through a record or an identity (also through a hashed phone meeting
-    its plain phone, in either direction)."""
+def _touched_users(state: State, batch: pl.DataFrame, digests: _PhoneDigests) -> pl.Series:
+    """Every previous user whose result a batch (normalized) can change: the users of every component the batch
+    touches through a record or an identity (also through a hashed phone meeting its plain phone, in either
+    direction)."""
     keys = batch.filter(pl.col("id_value").is_not_null()).select(ID_KEY).unique()
     # a new plain phone translates previous hashes of it
     new_phones = batch.filter((pl.col("id_type") == "phone") & pl.col("id_value").is_not_null())["id_value"]
@@ -520,18 +714,24 @@ def affected_records(state: State, batch: pl.DataFrame, digests: _PhoneDigests |
     # a new hash may translate to a previous phone
     if batch.filter(pl.col("id_type").is_in(HASH_TYPES) & pl.col("usable")).height:
         wanted = set(batch.filter(pl.col("id_type").is_in(HASH_TYPES))["id_value"].drop_nulls().to_list())
-        hits = (digests or _PhoneDigests(state)).phones_for(wanted)
+        hits = digests.phones_for(wanted)
         keys = pl.concat([keys, pl.DataFrame({"id_type": "phone", "scope": "", "id_value": hits}).select(ID_KEY)])
-    touched_users = pl.concat(
+    touched = pl.concat(
         [
-            state.id_map.join(keys, on=ID_KEY, how="semi").select("user_id"),
-            state.record_map.join(batch.select(RECORD_KEY).unique(), on=RECORD_KEY, how="semi").select("user_id"),
+            state.id_map["user_id"].filter(pl.Series(_rows_in(state.id_map, keys, ID_KEY, ["id_value"]))),
+            state.record_map["user_id"].filter(
+                pl.Series(_rows_in(state.record_map, batch.select(RECORD_KEY), RECORD_KEY, ["record_id"]))
+            ),
         ]
-    ).unique()
-    components = _components(state)
-    touched = components.join(touched_users, on="user_id", how="semi").select("component").unique()
-    users = components.join(touched, on="component", how="semi").select("user_id")
-    return state.record_map.join(users, on="user_id", how="semi").select(RECORD_KEY)
+    )
+    return _component_users(state, touched)
+
+
+def affected_records(state: State, batch: pl.DataFrame, digests: _PhoneDigests | None = None) -> pl.DataFrame:
+    """(source, record_id) of every previous record whose result a batch (normalized) can change: the records
+    of every component the batch touches (see `_touched_users`)."""
+    users = _touched_users(state, batch, digests or _PhoneDigests(state)).to_frame("user_id")
+    return state.record_map.filter(pl.Series(_rows_in(state.record_map, users, ["user_id"]))).select(RECORD_KEY)
 
 
 def _hints(state: State, subset: pl.DataFrame, digests: _PhoneDigests) -> Hints:
@@ -542,50 +742,67 @@ def _hints(state: State, subset: pl.DataFrame, digests: _PhoneDigests) -> Hints:
         return Hints(shared_keys=shared)
     # only the phones some hash here is the digest of (normalized like observations: trimmed, lowercase)
     wanted = set(hashed["id_value"].str.strip_chars().str.to_lowercase().to_list())
-    found = digests.phones_for(wanted)
-    phones = (
-        state.observations.filter((pl.col("id_type") == "phone") & pl.col("id_value").is_in(found))
-        .select(
-            "id_value",
-            # the reason a phone had before the shared-value rule (a hash translates before that rule runs)
-            pl.when(pl.col("unusable_reason") == "shared").then(None).otherwise("unusable_reason").alias(
-                "unusable_reason"
-            ),
-        )
-        .unique(subset="id_value")
+    found = pl.DataFrame({"id_value": digests.phones_for(wanted)}, schema={"id_value": pl.String})
+    # the reason a phone had before the shared-value rule (a hash translates before that rule runs); a phone of
+    # the state that is not blocked is usable or shared, so it had none
+    blocked = state.blocked_values.filter((pl.col("id_type") == "phone") & (pl.col("reason") != "shared")).select(
+        "id_value", pl.col("reason").alias("unusable_reason")
     )
+    phones = found.join(blocked.unique(subset="id_value"), on="id_value", how="left")
     return Hints(shared_keys=shared, phones=phones)
 
 
 # ---------------------------------------------------------------------------------------------- runs
 
 
-def _blocked_values(observations: pl.DataFrame) -> pl.DataFrame:
+def _block_counts(observations: pl.DataFrame) -> pl.DataFrame:
+    """blocked_values of these observations: distinct records per blocked or shared value."""
     return (
         observations.filter(pl.col("unusable_reason").is_in(BLOCK_REASONS))
         .group_by("id_type", "scope", "id_value", "unusable_reason")
         .agg(pl.struct(RECORD_KEY).n_unique().cast(pl.Int64).alias("records"))
         .rename({"unusable_reason": "reason"})
-        .sort("id_type", "scope", "id_value", "reason")
+        .select(list(BLOCKED_SCHEMA))
+    )
+
+
+def _blocked_values(previous: pl.DataFrame, removed: pl.DataFrame, added: pl.DataFrame) -> pl.DataFrame:
+    """The previous blocked_values, less the records re-resolved (their previous observations `removed`), plus
+    the counts of the re-resolved part (`added`, a blocked_values table). Records are either re-resolved whole
+    or copied with their observations unchanged, so the counts add up; recounting every observation instead
+    cost a group-by over all of them."""
+    key = ["id_type", "scope", "id_value", "reason"]
+    counts = pl.concat(
+        [
+            previous.select(list(BLOCKED_SCHEMA)).cast(BLOCKED_SCHEMA),
+            _block_counts(removed).with_columns(-pl.col("records")).cast(BLOCKED_SCHEMA),
+            added.select(list(BLOCKED_SCHEMA)).cast(BLOCKED_SCHEMA),
+        ]
+    )
+    return (
+        counts.group_by(key)
+        .agg(pl.col("records").sum())
+        .filter(pl.col("records") > 0)
+        .sort(key)
         .select(list(BLOCKED_SCHEMA))
     )
 
 
 def _stats(tables: dict[str, pl.DataFrame], base: dict) -> dict:
-    record_map, users = tables["record_map"], tables["users"]
-    sizes = record_map.group_by("user_id").len()
-    histogram = users.filter(pl.col("records") > 0).group_by("identities").len().sort("identities")
-    links = tables["links"]
+    # from `users` (one row per user, with its record count) rather than a group-by over every record
+    users = tables["users"]
+    with_records = users.filter(pl.col("records") > 0)
+    per_count = np.bincount(with_records["identities"].to_numpy()) if with_records.height else np.zeros(0, np.int64)
     blocked = tables["blocked_values"]
     return {
         **base,
-        "records": record_map.height,
-        "links": links.height,
+        "records": tables["record_map"].height,
+        "links": tables["links"].height,
         # every linking identity belongs to exactly one user
         "identities": int(users["identities"].sum() or 0),
-        "users": sizes.height,
-        "largest_user_size": int(sizes["len"].max() or 0),
-        "users_by_identity_count": {int(k): int(v) for k, v in histogram.iter_rows()},
+        "users": with_records.height,
+        "largest_user_size": int(with_records["records"].max() or 0),
+        "users_by_identity_count": {int(k): int(per_count[k]) for k in np.flatnonzero(per_count)},
         "links_rejected": tables["rejected_links"].height,
         "values_blocked": int((blocked["reason"] != "shared").sum()),
         "values_shared": int((blocked["reason"] == "shared").sum()),
@@ -641,47 +858,62 @@ def run(
         n_observations, batch_rows, resolved = observations.height, observations.height, stable.record_map.height
         stats, timings = stable.stats, stable.timings
     else:
+        clock = time.perf_counter()
         batch = normalize_observations(observations, config)
         digests = _PhoneDigests(state)
-        touched = affected_records(state, batch, digests)
-        redo = pl.concat([touched, batch.select(RECORD_KEY)]).unique()
-        old_part = state.input_observations().join(redo, on=RECORD_KEY, how="semi")
-        subset = pl.concat([old_part, as_input(batch).cast(old_part.schema)])
-        res = resolve(subset, config, engine=engine, links=True, hints=_hints(state, subset, digests), id_key=id_key)
-        prev_users = state.record_map.join(redo, on=RECORD_KEY, how="semi").select("user_id").unique()
-        # users without records (identities whose every link was refused) hang off a component by refused links
-        prev_users = pl.concat(
-            [
-                prev_users,
-                state.rejected_links.join(prev_users, on="user_id", how="semi").select(
-                    pl.col("conflicting_user_id").alias("user_id")
-                ),
-            ]
-        ).unique()
-        part = {name: prev[name].join(prev_users, on="user_id", how="semi") for name in prev}
+        users = _touched_users(state, batch, digests).to_frame("user_id")
+        # every state table is split by masks (see _rows_in), not by joins on string keys: the previous users of
+        # the touched components, all of their records, and those records' observations
+        # masks as polars Series: filtering with a numpy array took about three times longer
+        record_rows = pl.Series(_rows_in(state.record_map, users, ["user_id"]))
+        old_records = state.record_map.filter(record_rows)
+        observation_rows = pl.Series(_rows_in(state.observations, old_records, RECORD_KEY, ["record_id"]))
+        old_observations = state.observations.filter(observation_rows)
+        redo = pl.concat([old_records.select(RECORD_KEY), batch.select(RECORD_KEY)]).unique()
+        old_input = as_input(old_observations)
+        subset = pl.concat([old_input, as_input(batch).cast(old_input.schema)])
+        hints = _hints(state, subset, digests)
+        laps = {"select": time.perf_counter() - clock}
+        res = resolve(subset, config, engine=engine, links=True, hints=hints, id_key=id_key)
+        clock = time.perf_counter()
+        # the users of the touched components are exactly the previous users of the re-resolved records (users
+        # without records hang off a component by refused links), so `users` is the previous part to map onto
+        by_user = {name: pl.Series(_rows_in(state_table, users, ["user_id"])) for name, state_table in (
+            ("id_map", state.id_map), ("users", state.users), ("rejected_links", state.rejected_links),
+            ("links", state.links),
+        )}
+        part = {
+            "id_map": state.id_map.filter(by_user["id_map"]),
+            "record_map": old_records,
+            "users": state.users.filter(by_user["users"]),
+        }
         stable, events, update = assign_stable_ids(
             res, part["id_map"], part["record_map"], part["users"], issued, run_id, id_key
         )
+        laps["stable_ids"] = time.perf_counter() - clock
+        clock = time.perf_counter()
 
-        def keep(frame: pl.DataFrame, by: str = "records") -> pl.DataFrame:
-            if by == "records":
-                return frame.join(redo, on=RECORD_KEY, how="anti")
-            return frame.join(prev_users, on="user_id", how="anti")
+        def keep(name: str, rows: pl.Series) -> pl.DataFrame:
+            # a record's rows in rejected_links and links carry its user, so they go with the user
+            return getattr(state, name).filter(~rows)
 
-        new_obs = pl.concat([keep(state.observations), stable.observations.cast(state.observations.schema)])
         tables = {
-            "observations": new_obs,
+            "observations": pl.concat(
+                [keep("observations", observation_rows), stable.observations.cast(state.observations.schema)]
+            ),
             # not re-sorted: row order is not part of the result, and sorting strings is most of the cost
-            "record_map": pl.concat([keep(state.record_map), stable.record_map]),
-            "id_map": pl.concat([keep(state.id_map, "users"), stable.id_map]),
-            "rejected_links": pl.concat([keep(state.rejected_links), stable.rejected_links]),
-            "blocked_values": _blocked_values(new_obs),
-            "users": pl.concat([keep(state.users, "users"), stable.users]),
-            "links": pl.concat([keep(state.links), stable.links]),
+            "record_map": pl.concat([keep("record_map", record_rows), stable.record_map]),
+            "id_map": pl.concat([keep("id_map", by_user["id_map"]), stable.id_map]),
+            "rejected_links": pl.concat([keep("rejected_links", by_user["rejected_links"]), stable.rejected_links]),
+            "blocked_values": _blocked_values(state.blocked_values, old_observations, stable.blocked_values),
+            "users": pl.concat([keep("users", by_user["users"]), stable.users]),
+            "links": pl.concat([keep("links", by_user["links"]), stable.links]),
         }
         n_observations = state.observations.height + observations.height
         batch_rows, resolved = observations.height, redo.height
-        stats, timings = _stats(tables, {}), stable.timings
+        stats = _stats(tables, {})
+        laps["tables"] = time.perf_counter() - clock
+        timings = {**laps, **stable.timings}
 
     merges = int((events["event"] == "merge").sum())
     splits = int((events["event"] == "split").sum())

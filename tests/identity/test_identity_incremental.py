@@ -33,6 +33,10 @@ def assert_same(incremental, full):
     assert canonical(incremental.state.user_ids).equals(canonical(full.state.user_ids))
     for key in ("users", "merges", "splits", "new_users", "records", "largest_user_size"):
         assert incremental.run[key] == full.run[key], key
+    # an incremental run derives its stats from its tables and updates blocked_values' counts in place
+    assert incremental.resolution.stats == full.resolution.stats
+    blocked = incremental.state.blocked_values
+    assert blocked.equals(full.state.blocked_values.cast(blocked.schema))
 
 
 def test_batch_touching_one_user_resolves_only_its_component(make_observations):
@@ -136,3 +140,82 @@ def test_keyed_ids_partition_like_unkeyed_ones_and_stay_stable_incrementally():
     state = run(frame(rows[:cut]), config, id_key=key).state
     incremental = run(frame(rows[cut:]), config, state, incremental=True, id_key=key)
     assert_same(incremental, run(frame(rows), config, state, id_key=key))
+
+
+def _exact_rows(frame: pl.DataFrame, keys: pl.DataFrame, columns: list[str]) -> list[int]:
+    return frame.with_row_index("_i").join(keys.select(columns), on=columns, how="semi")["_i"].sort().to_list()
+
+
+def test_rows_in_is_exact_when_hashes_collide(monkeypatch):
+    """Rows are picked by a 64-bit hash of their key; a row whose hash equals a key's hash but whose key differs
+    is not picked, and when two keys share a hash a row is compared with each of them."""
+    import numpy as np
+
+    import identity.state as state_module
+
+    frame = pl.DataFrame(
+        {"source": ["a", "a", "b", "b", "c", "a"], "record_id": ["1", "22", "1", "333", "4444", "1"]}
+    )
+    # a hash that only sees the record id's length: "1" (key) collides with b/1, "22" with nothing chosen
+    monkeypatch.setattr(
+        state_module, "_key_hash",
+        lambda f, columns: f["record_id"].str.len_bytes().cast(pl.UInt64).to_numpy().astype(np.uint64),
+    )
+    keys = pl.DataFrame({"source": ["a", "b"], "record_id": ["1", "333"]})  # distinct hashes 1 and 3
+    mask = state_module._rows_in(frame, keys, ["source", "record_id"])
+    assert np.flatnonzero(mask).tolist() == _exact_rows(frame, keys, ["source", "record_id"]) == [0, 3, 5]
+    keys = pl.DataFrame({"source": ["a", "b"], "record_id": ["1", "1"]})  # two keys, one hash
+    mask = state_module._rows_in(frame, keys, ["source", "record_id"])
+    assert np.flatnonzero(mask).tolist() == _exact_rows(frame, keys, ["source", "record_id"]) == [0, 2, 5]
+    assert not state_module._rows_in(frame, keys.clear(), ["source", "record_id"]).any()
+
+
+def test_rows_in_hashing_one_column_compares_them_all():
+    """Hashing only the record id pairs a row with every key of that id; the source decides."""
+    import numpy as np
+
+    from identity.state import _rows_in
+
+    frame = pl.DataFrame({"source": ["a", "b", "c", "a"], "record_id": ["1", "1", "1", "2"]})
+    keys = pl.DataFrame({"source": ["a", "c", "b"], "record_id": ["1", "1", "2"]})
+    mask = _rows_in(frame, keys, ["source", "record_id"], ["record_id"])
+    assert np.flatnonzero(mask).tolist() == _exact_rows(frame, keys, ["source", "record_id"]) == [0, 2]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_incremental_equals_full_recompute_with_a_weak_key_hash(monkeypatch, seed):
+    """With a hash that collides all the time (8 values), selecting the state's rows still gives the full run's
+    result: every collision is caught by the comparison on strings."""
+    import numpy as np
+
+    import identity.state as state_module
+
+    real = state_module._key_hash
+    monkeypatch.setattr(state_module, "_key_hash", lambda f, columns: real(f, columns) % np.uint64(8))
+    rng = random.Random(2000 + seed)
+    config = random_config(rng)
+    rows = [row for graph in range(60) for row in random_graph(rng, graph)]
+    rng.shuffle(rows)
+    cut = int(len(rows) * 0.9)
+    state = run(frame(rows[:cut]), config).state
+    incremental = run(frame(rows[cut:]), config, state, incremental=True)
+    assert_same(incremental, run(frame(rows), config, state))
+
+
+def test_phone_digests_agree_between_duckdb_and_python():
+    """Hashed phones meet the state's plain phones through md5/sha256 computed by DuckDB when available; the
+    Python fallback must find exactly the same phones."""
+    import hashlib
+
+    from identity.state import _digest_phones
+
+    phones = pl.Series([f"139{k:08d}" for k in range(0, 5000, 7)])
+    wanted = {hashlib.md5(f"139{k:08d}".encode()).hexdigest() for k in range(0, 300, 3)}
+    wanted |= {hashlib.sha256(f"139{k:08d}".encode()).hexdigest() for k in range(0, 300, 5)}
+    wanted |= {"0" * 32, "f" * 64}  # digests of no phone here
+    by_duckdb = _digest_phones(phones, wanted, "duckdb")
+    by_python = _digest_phones(phones, wanted, "python")
+    assert by_duckdb == by_python
+    expected = {k for k in range(0, 300, 3) if k % 7 == 0} | {k for k in range(0, 300, 5) if k % 7 == 0}
+    assert sorted(set(by_python.values())) == sorted(f"139{k:08d}" for k in expected)
+    assert _digest_phones(phones, set(), "duckdb") == _digest_phones(phones.clear(), wanted, "duckdb") == {}
