@@ -1,5 +1,6 @@
 """The observations config becomes safe SQL, and that SQL reads raw tables as declared."""
 
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -7,6 +8,7 @@ import pytest
 
 from pipelines.observations import (
     ObservationConfigError,
+    fetch_frame,
     load_record_specs,
     observations_sql,
     parse_record_specs,
@@ -100,3 +102,12 @@ def test_sql_reads_identifiers_scopes_lists_and_suffixes():
     assert [row[:2] for row in records] == [
         ("orders", "o1"), ("orders", "o2"), ("wecom_contacts", "wm1/staff/x"), ("wecom_contacts", "wm2/staff/x"),
     ]
+
+
+def test_fetch_frame_gives_the_query_result_and_leaves_no_file(tmp_path):
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    frame = fetch_frame(con, "select 1::bigint as n, 'it''s' as text, null::timestamp as seen_at union all "
+                             "select 2, null, timestamp '2026-11-27 12:00:00'")
+    assert frame.sort("n").rows() == [(1, "it's", None), (2, None, datetime(2026, 11, 27, 12))]
+    assert fetch_frame(con, "select 1::bigint as n where false").height == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["warehouse.duckdb"]  # the scratch folder is gone
