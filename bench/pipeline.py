@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/pipeline.py                      # 1M persons (about 5M source rows), seed 7
     .venv/bin/python bench/pipeline.py --users 100000       # 100k persons
+    .venv/bin/python bench/pipeline.py --work /big/disk --keep   # keep the warehouse, to profile steps on it
 
 Generates the brand once with samplegen into data/generated/pipeline-<users>-<seed>/ (git-ignored; reused when
 it exists, generation is not timed), then runs the `oneid_full_run` job (ingest, GX checks, identity, dbt build
