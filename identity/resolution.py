@@ -658,7 +658,6 @@ def resolve(
         how="horizontal",
     ).select(list(REJECTED_SCHEMA))
 
-
     sizes = np.bincount(record_user, minlength=users.height)
     users = users.with_columns(user_id=user_ids, records=pl.Series(sizes, dtype=pl.Int64))
     users_table = users[by_id].select(list(USERS_SCHEMA)).cast(USERS_SCHEMA)

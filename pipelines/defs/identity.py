@@ -105,8 +105,8 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
     config = identity.load_config(config_dir / "identity.yml")
     started = datetime.now().replace(microsecond=0)
     clock = time.perf_counter()
-    # The connection is closed while resolving: DuckDB keeps the memory of the observations query until then
-    # (1.5 GB at 1M persons), and the run lock, not the connection, keeps other writers out.
+    # The connection is closed while resolving: DuckDB keeps memory its queries used until the connection closes,
+    # and the run lock, not the connection, keeps other writers out.
     with warehouse.get_connection() as con:
         state = load_state(con)
         observations = read_observations(con, config_dir)
