@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +43,8 @@ from identity.resolution import (
     USERS_SCHEMA,
     Hints,
     Resolution,
+    _digest_phones,
+    _is_digest,
     resolve,
     user_id_for,
 )
@@ -604,56 +605,6 @@ def _component_users(state: State, touched: pl.Series) -> pl.Series:
     hit = ends["user_id"].is_in(touched.implode()).to_numpy()
     members = ends["user_id"].filter(np.isin(labels, np.unique(labels[hit])))
     return pl.concat([touched, members]).unique()
-
-
-_HEX_DIGEST = {32: re.compile("[0-9a-f]{32}"), 64: re.compile("[0-9a-f]{64}")}
-
-
-def _is_digest(value: str) -> bool:
-    """Lowercase hex of an md5 or sha256 length: only such a value can equal a hexdigest."""
-    return len(value) in _HEX_DIGEST and _HEX_DIGEST[len(value)].fullmatch(value) is not None
-
-
-def _digest_phones(phones: pl.Series, digests: set[str], engine: str = "auto") -> dict[str, str]:
-    """digest -> phone for each of `digests` (lowercase hex md5 or sha256) that is the digest of one of `phones`.
-
-    Every phone must be hashed to find them. DuckDB's vectorized md5/sha256 (DuckDB is a dependency of the
-    project, used here only when importable) matched 1.5M phones in about a quarter of the time of hashlib in a
-    Python loop; both give the same digests of the same ASCII text (tested).
-    """
-    by_length = {length: sorted(d for d in digests if len(d) == length) for length in (32, 64)}
-    if engine == "auto":
-        try:
-            import duckdb
-        except ImportError:  # pragma: no cover - duckdb is a declared dependency
-            engine = "python"
-        else:
-            engine = "duckdb"
-    found: dict[str, str] = {}
-    if engine == "duckdb":
-        import duckdb
-
-        with duckdb.connect() as con:
-            con.register("phones", pl.DataFrame({"phone": phones}, schema={"phone": pl.String}).to_arrow())
-            for length, function in ((32, "md5"), (64, "sha256")):
-                if by_length[length]:
-                    con.register("wanted", pl.DataFrame({"digest": by_length[length]}).to_arrow())
-                    rows = con.execute(
-                        f"select w.digest, p.phone from phones p join wanted w on {function}(p.phone) = w.digest"
-                    ).fetchall()
-                    found.update(rows)
-                    con.unregister("wanted")
-        return found
-    wanted = {length: {bytes.fromhex(d): d for d in by_length[length]} for length in (32, 64)}
-    hashers = [(hasher, wanted[length]) for length, hasher in ((32, hashlib.md5), (64, hashlib.sha256))]
-    hashers = [(hasher, table) for hasher, table in hashers if table]
-    for phone in phones.to_list() if hashers else ():
-        data = phone.encode("ascii")
-        for hasher, table in hashers:
-            digest = hasher(data).digest()
-            if digest in table:
-                found[table[digest]] = phone
-    return found
 
 
 class _PhoneDigests:
