@@ -261,37 +261,25 @@ def _first_rows(ids: np.ndarray, n: int) -> np.ndarray:
 
 
 def _link_order(
-    links: pl.DataFrame,
+    prefix: np.ndarray,
+    n_prefixes: int,
     link_time: np.ndarray,
-    type_rank: dict[str, int],
-    source_rank: dict[str, int],
+    rid: np.ndarray,
+    oid: np.ndarray,
+    iid: np.ndarray,
     n_records: int,
     n_observed: int,
     n_identities: int,
-    text_names: dict[str, list],
 ) -> np.ndarray:
-    """Rows of `links` in link order (strength, type priority, source priority, observed_at nulls last, then
-    (source, record_id) and (id_type, scope, id_value) as text through rid and oid), keeping the first row of
-    each (record, identity) pair.
+    """Positions of the links in link order, keeping the first of each (record, identity) pair. The order:
+    `prefix` (strength, type priority, source priority folded into one number below n_prefixes), observed_at
+    (nulls last), then (source, record_id) and (id_type, scope, id_value) as text through rid and oid.
 
-    The six keys are packed into two int64s when they fit (they do unless times span centuries): sorting two
-    integer columns is many times cheaper than six. `text_names` maps "id_type"/"source" to the distinct values
-    in the order of the text-rank columns `_typ`/`_src` when those were computed; priorities are then looked up
-    per text rank instead of per string.
+    The keys are packed into two int64s when they fit (they do unless times span centuries): sorting two integer
+    columns is many times cheaper than six.
     """
-    if links.height == 0:
+    if len(prefix) == 0:
         return np.zeros(0, dtype=np.int64)
-
-    def priority(column: str, text_column: str, ranks: dict[str, int]) -> np.ndarray:
-        if column in text_names and text_column in links.columns:
-            lookup = np.array([ranks[name] for name in text_names[column]], dtype=np.int64)
-            return lookup[links[text_column].to_numpy()]
-        return links[column].replace_strict(ranks, return_dtype=pl.Int64).to_numpy()
-
-    weak = (links["strength"] == "weak").fill_null(False).to_numpy().astype(np.int64)
-    types = priority("id_type", "_typ", type_rank)
-    prefix = (weak * len(type_rank) + types) * len(source_rank) + priority("source", "_src", source_rank)
-    n_prefixes = 2 * len(type_rank) * len(source_rank)
     columns = {}
     known = link_time[link_time != _NULL_TIME]
     low, high = (int(known.min()), int(known.max())) if len(known) else (0, 0)
@@ -300,14 +288,13 @@ def _link_order(
         columns["_k1"] = prefix * width + np.where(link_time == _NULL_TIME, width - 1, link_time - low)
     else:
         columns["_prefix"], columns["_time"] = prefix, link_time
-    rid, oid = links["rid"].to_numpy(), links["oid"].to_numpy()
     if n_records * n_observed < 2**62:
         columns["_k2"] = rid * n_observed + oid
     else:
         columns["_rid"], columns["_oid"] = rid, oid
     order = pl.DataFrame(columns).select(pl.arg_sort_by(list(columns))).to_series().to_numpy()
     # the first position of each (record, identity) pair in that order
-    return order[_first_pairs(rid[order], links["iid"].to_numpy()[order], n_records, n_identities)]
+    return order[_first_pairs(rid[order], iid[order], n_records, n_identities)]
 
 
 _HEX_DIGEST = {32: re.compile("[0-9a-f]{32}"), 64: re.compile("[0-9a-f]{64}")}
@@ -396,39 +383,45 @@ def _translate_hashed_phones(obs: pl.DataFrame, extra_phones: pl.DataFrame | Non
     ).with_columns(usable=pl.col("unusable_reason").is_null())
 
 
-def _with_key_ranks(links: pl.DataFrame, text_names: dict[str, list]) -> pl.DataFrame:
-    """Adds `_oid`, the text rank of the observed key (id_type, scope, id_value), and `_key`, the text rank of the
-    link key (link_type, scope, link_value) on the same scale.
+def _key_ranks(obs: pl.DataFrame, text_names: dict[str, list]) -> pl.DataFrame:
+    """`_oid`, the text rank of each row's observed key (id_type, scope, id_value), `_key`, the text rank of its
+    link key (link_type, scope, link_value) on the same scale, and `_typ`, the text rank of id_type; the id_types
+    in that order go to text_names["id_type"].
 
-    One string sort instead of two: a link key differs from its observed key only for a translated hash, whose
-    link key (phone, '', p) is usually the observed key of the plain phone p among the links (its rows are usable
-    whenever the hash is). When some is not (a phone known only from incremental hints), both are ranked.
-    Also adds `_typ`, the text rank of id_type, and puts the id_types in that order in text_names["id_type"].
+    Every row is ranked, usable or not (an unusable row's missing value ranks as ''; such rows are dropped before
+    the ranks are used): ranking the columns of `obs` in place copies no strings, where ranking the usable rows
+    would first copy them all. One string sort instead of two: a link key differs from its observed key only for
+    a translated hash, whose link key (phone, '', p) is the observed key of the plain phone p, which is among the
+    rows unless it is known only from incremental hints; then both are ranked.
     """
     parts: dict = {}
-    links = links.with_columns(_oid=_key_rank(links, ("id_type", "scope"), "id_value", parts))
+    keys = obs.select("id_type", "scope", pl.col("id_value").fill_null(""))
+    oid = _key_rank(keys, ("id_type", "scope"), "id_value", parts)
     if "id_type" in parts:
-        links = links.with_columns(_typ=parts["id_type"][0])
-        text_names["id_type"] = parts["id_type"][1]
+        typ, text_names["id_type"] = parts["id_type"]
+    else:
+        distinct: list = []
+        typ = _small_rank(obs["id_type"], distinct)
+        text_names["id_type"] = distinct
+    ranks = pl.DataFrame([oid.alias("_oid"), typ.alias("_typ")])
     differs = (pl.col("link_type") != pl.col("id_type")) | (pl.col("link_value") != pl.col("id_value"))
-    translated = links.filter(differs).select("_row", "link_type", "scope", "link_value")
-    if translated.height == 0:
-        return links.with_columns(_key=pl.col("_oid"))
+    positions = obs.select(pl.arg_where(differs.fill_null(False))).to_series()
+    if len(positions) == 0:
+        return ranks.with_columns(_key=pl.col("_oid"))
+    translated = obs.select("link_type", "scope", "link_value")[positions]
     wanted = translated["link_value"].unique().implode()
+    is_plain = (obs["id_type"] == "phone") & obs["id_value"].is_in(wanted)
     plain = (
-        links.filter((pl.col("id_type") == "phone") & pl.col("id_value").is_in(wanted))
-        .select(pl.col("id_type").alias("link_type"), "scope", pl.col("id_value").alias("link_value"), "_oid")
+        pl.DataFrame([obs["scope"].filter(is_plain), obs["id_value"].filter(is_plain).alias("link_value"),
+                      oid.filter(is_plain).alias("_oid")])
+        .with_columns(link_type=pl.lit("phone"))
         .unique(subset=["link_type", "scope", "link_value"])
     )
-    found = translated.join(plain, on=["link_type", "scope", "link_value"], how="left")
+    found = translated.join(plain, on=["link_type", "scope", "link_value"], how="left", maintain_order="left")
     if found["_oid"].null_count():
-        return links.with_columns(_key=_key_rank(links, ("link_type", "scope"), "link_value"))
-    key_of = found.select("_row", pl.col("_oid").alias("_translated"))
-    return (
-        links.join(key_of, on="_row", how="left", maintain_order="left")
-        .with_columns(_key=pl.coalesce("_translated", "_oid"))
-        .drop("_translated")
-    )
+        links = obs.select("link_type", "scope", pl.col("link_value").fill_null(""))
+        return ranks.with_columns(_key=_key_rank(links, ("link_type", "scope"), "link_value"))
+    return ranks.with_columns(_key=oid.clone().scatter(positions, found["_oid"]))
 
 
 def _maybe_shared(carriers: pl.DataFrame, holders: pl.DataFrame, threshold: int) -> pl.DataFrame:
@@ -459,13 +452,17 @@ def _maybe_shared(carriers: pl.DataFrame, holders: pl.DataFrame, threshold: int)
     return carriers.join(bound.select("_key"), on="_key", how="semi")
 
 
-def _shared_keys(links: pl.DataFrame, config: IdentityConfig, hints: Hints | None = None) -> pl.Series:
+def _shared_keys(
+    obs: pl.DataFrame, links: pl.DataFrame, config: IdentityConfig, hints: Hints | None = None
+) -> pl.Series:
     """`_key`s of non-unique identities seen on records that together hold more than `shared_threshold` values
-    of one unique (type, scope) class: a front-desk phone, a staff member's own number, a shared device."""
-    unique_rows = links["link_type"].is_in(list(config.unique_types)).to_numpy()
+    of one unique (type, scope) class: a front-desk phone, a staff member's own number, a shared device.
+    `links`: the usable rows of `obs` (`_row`) with their record `rid` and link key rank `_key`."""
+    rows = links["_row"].to_numpy()
+    unique_rows = obs["link_type"].is_in(list(config.unique_types)).to_numpy()[rows]
     rid, key = links["rid"].to_numpy(), links["_key"].to_numpy()
     held, other = np.flatnonzero(unique_rows), np.flatnonzero(~unique_rows)
-    classes = links.select("link_type", "scope")[held]
+    classes = obs.select("link_type", "scope")[rows[held]]
     scope_rank = _small_rank(classes["scope"])
     holders = pl.DataFrame(
         {
@@ -488,6 +485,8 @@ def _shared_keys(links: pl.DataFrame, config: IdentityConfig, hints: Hints | Non
     shared = counts.filter(pl.col("_values") > config.shared_threshold)["_key"]
     if hints is not None and hints.shared_keys is not None and hints.shared_keys.height:
         known = hints.shared_keys.select("id_type", "scope", "id_value").cast(pl.String)
+        # incremental runs only, on the touched part: the strings of its links are copied here
+        links = obs.select("id_type", "scope", "id_value", "link_type", "link_value")[rows].with_columns(links["_key"])
         # a shared hash shares the phone it translates to, even when none of its records are given here
         hashed = set(known.filter(pl.col("id_type").is_in(HASH_TYPES))["id_value"].to_list())
         if hashed:
@@ -542,61 +541,81 @@ def resolve(
     text_names: dict[str, list] = {}
     obs = obs.with_columns(rid=_dense_ints(_key_rank(obs, ("source",), "record_id", parts)))
     if "source" in parts:
-        obs = obs.with_columns(_src=parts["source"][0])
-        text_names["source"] = parts["source"][1]
+        source_text, text_names["source"] = parts["source"]
+    else:
+        text_names["source"] = []
+        source_text = _small_rank(obs["source"], text_names["source"])
     rid = obs["rid"].to_numpy()
     n_records = int(rid.max()) + 1 if len(rid) else 0
     records = obs.select("rid", "source", "record_id")[_first_rows(rid, n_records)]
-    obs = _translate_hashed_phones(obs, hints.phones if hints is not None else None).with_row_index("_row")
+    obs = _translate_hashed_phones(obs, hints.phones if hints is not None else None)
     lap("translate")
 
-    # select, then filter: only the columns the links need are copied
-    want_links, links = links, obs.select(
-        "_row", "rid", "id_type", "scope", "id_value", "link_type", "link_value", "strength", "observed_at",
-        # the link order needs the source's rank, or the source itself when it could not be ranked
-        "_src" if "_src" in obs.columns else "source",
-        "usable",
-    ).filter(pl.col("usable")).drop("usable")
-    links = _with_key_ranks(links, text_names)
-    shared = _shared_keys(links, config, hints)
-    if len(shared):
-        shared_rows = links.filter(pl.col("_key").is_in(shared.implode()))["_row"]
-        obs = obs.with_columns(
-            unusable_reason=pl.when(pl.col("_row").is_in(shared_rows.implode()))
-            .then(pl.lit("shared"))
-            .otherwise(pl.col("unusable_reason"))
-        ).with_columns(usable=pl.col("unusable_reason").is_null())
-        links = links.filter(~pl.col("_key").is_in(shared.implode()))
-    lap("shared")
-
-    # `_oid` (the observed key's text rank) keeps its order after the shared links left; dense again for joins
-    links = links.with_columns(iid=_dense_ints(links["_key"]), oid=_dense_ints(links["_oid"])).drop("_key", "_oid")
-    iid = links["iid"].to_numpy()
-    n_identities = int(iid.max()) + 1 if len(iid) else 0
-    link_time = links["observed_at"].dt.epoch("us").fill_null(_NULL_TIME).to_numpy()
-    # every node's first row and earliest time by scatter on the dense ids (a group-by over millions of groups
-    # is much slower); ids follow the text order of their keys, so the nodes come out sorted by them
-    first_time = np.full(n_identities, _NULL_TIME, dtype=np.int64)
-    np.minimum.at(first_time, iid, link_time)
-    nodes = links.select("iid", "link_type", "scope", "link_value")[_first_rows(iid, n_identities)].with_columns(
-        first_seen=_as_time(first_time)
-    )
-    oid = links["oid"].to_numpy()
-    n_observed = int(oid.max()) + 1 if len(oid) else 0
-    observed_keys = links.select("oid", "iid", "id_type", "scope", "id_value")[_first_rows(oid, n_observed)]
-    # From here on a link is its integers: dropping its strings now saves ~1.5 GB at 13M links for the rest
-    links = links.select(
-        "rid", "oid", "iid", "strength", "observed_at",
-        "_typ" if "_typ" in links.columns else "id_type",
-        "_src" if "_src" in links.columns else "source",
-    )
-
+    # A link is a usable row of `obs` reduced to integers; its strings stay in `obs` and are gathered by row
+    # number (`_row`) where needed, instead of copying 13M rows of them into a frame of links.
+    want_links = links
+    ranks = _key_ranks(obs, text_names)
     type_rank = priority_ranks(
         config.id_type_priority, obs["id_type"].unique().to_list() + obs["link_type"].unique().to_list()
     )
     source_rank = priority_ranks(config.source_priority, records["source"].unique().to_list())
+    type_priority = np.array([type_rank[name] for name in text_names["id_type"]], dtype=np.int64)
+    source_priority = np.array([source_rank[name] for name in text_names["source"]], dtype=np.int64)
+    weak = (obs["strength"] == "weak").fill_null(False).to_numpy().astype(np.int64)
+    links = pl.DataFrame(
+        [
+            pl.Series("_row", np.arange(obs.height, dtype=np.int64)),
+            obs["rid"],
+            ranks["_oid"],
+            ranks["_key"],
+            # strength, type priority and source priority folded into one number (see _link_order)
+            pl.Series(
+                "_prefix",
+                (weak * len(type_rank) + type_priority[ranks["_typ"].to_numpy()]) * len(source_rank)
+                + source_priority[source_text.to_numpy()],
+            ),
+            obs["observed_at"].dt.epoch("us").fill_null(_NULL_TIME).alias("_time"),
+        ]
+    ).filter(obs["usable"])
+    del ranks, weak, source_text
+    shared = _shared_keys(obs, links, config, hints)
+    if len(shared):
+        is_shared = links["_key"].is_in(shared.implode())
+        shared_rows = links["_row"].filter(is_shared)
+        obs = obs.with_columns(
+            obs["unusable_reason"].clone().scatter(shared_rows, "shared")
+        ).with_columns(usable=pl.col("unusable_reason").is_null())
+        links = links.filter(~is_shared)
+    lap("shared")
+
+    # `_oid` (the observed key's text rank) keeps its order after the shared links left; dense again for joins
+    links = links.with_columns(iid=_dense_ints(links["_key"]), oid=_dense_ints(links["_oid"])).drop("_key", "_oid")
+    iid, oid, link_obs = links["iid"].to_numpy(), links["oid"].to_numpy(), links["_row"].to_numpy()
+    n_identities = int(iid.max()) + 1 if len(iid) else 0
+    link_time = links["_time"].to_numpy()
+    # every node's first row and earliest time by scatter on the dense ids (a group-by over millions of groups
+    # is much slower); ids follow the text order of their keys, so the nodes come out sorted by them
+    first_time = np.full(n_identities, _NULL_TIME, dtype=np.int64)
+    np.minimum.at(first_time, iid, link_time)
+    nodes = obs.select("link_type", "scope", "link_value")[link_obs[_first_rows(iid, n_identities)]].select(
+        pl.Series("iid", np.arange(n_identities, dtype=np.int64)), pl.all(), first_seen=_as_time(first_time)
+    )
+    n_observed = int(oid.max()) + 1 if len(oid) else 0
+    first_observed = _first_rows(oid, n_observed)
+    observed_keys = obs.select("id_type", "scope", "id_value")[link_obs[first_observed]].select(
+        pl.Series("oid", np.arange(n_observed, dtype=np.int64)), pl.Series("iid", iid[first_observed]), pl.all()
+    )
+
     link_rows = _link_order(
-        links, link_time, type_rank, source_rank, n_records, n_observed, n_identities, text_names
+        links["_prefix"].to_numpy(),
+        2 * len(type_rank) * len(source_rank),
+        link_time,
+        links["rid"].to_numpy(),
+        oid,
+        iid,
+        n_records,
+        n_observed,
+        n_identities,
     )
     ordered = links.select("rid", "oid", "iid")[link_rows]
 
@@ -634,7 +653,7 @@ def resolve(
         .select(list(BLOCKED_SCHEMA))
     )
     observations_out = obs.select(OUTPUT_COLUMNS)
-    link_facts = links.select("strength", "observed_at")[link_rows] if want_links else None
+    link_facts = obs.select("strength", "observed_at")[link_obs[link_rows]] if want_links else None
     del obs, links
 
     # Outputs by integer index: every cluster (root) gets a row number in `users`, and the strings of records,
