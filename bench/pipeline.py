@@ -1,12 +1,16 @@
 """Benchmark the whole graph end to end: wall time and peak memory per step and in total.
 
     .venv/bin/python bench/pipeline.py                      # 1M persons (about 5M source rows), seed 7
+    .venv/bin/python bench/pipeline.py --activity 4.25      # issue 6's brand: 1M persons, about 10M source rows
     .venv/bin/python bench/pipeline.py --users 100000       # 100k persons
     .venv/bin/python bench/pipeline.py --work /big/disk --keep   # keep the warehouse, to profile steps on it
 
-Generates the brand once with samplegen into data/generated/pipeline-<users>-<seed>/ (git-ignored; reused when
-it exists, generation is not timed), then runs the `oneid_full_run` job (ingest, GX checks, identity, dbt build
-with its tests, publish) into a fresh temporary warehouse, the way the daily schedule runs it.
+Generates the brand once with samplegen into data/generated/pipeline-<users>-<seed>/, or pipeline-<users>-<seed>-a<X>/
+with --activity X other than 1 (git-ignored; reused when it exists and its manifest has the same users, seed and
+activity; generation is not timed), then runs the `oneid_full_run` job (ingest, GX checks, identity, dbt build
+with its tests, publish) into a fresh temporary warehouse, the way the daily schedule runs it. The --activity 4.25
+brand of 1M persons is about 1.7 GB and takes about 1.65 times as long to generate as the default one (both
+estimated from 40,000-50,000 persons).
 
 Time per step comes from Dagster's STEP_START / STEP_SUCCESS events. Memory is sampled every 0.2 s as the summed
 RSS of this process and all its descendants (dbt runs as a child process), read from /proc; a step's peak is the
@@ -16,6 +20,7 @@ highest sample while it ran. The total peak is the highest sample of the whole r
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -87,16 +92,29 @@ class RssSampler(threading.Thread):
         return max((rss for t, rss in self.samples if start <= t <= end), default=0)
 
 
-def generate(users: int, seed: int, out: Path) -> None:
+def brand_dir(users: int, seed: int, activity: float) -> Path:
+    # The activity is in the name so that a cached brand of another activity is never reused; at 1 the name stays
+    # what it was, and the brands already generated still serve.
+    suffix = "" if activity == 1.0 else f"-a{activity:g}"
+    return REPO / "data" / "generated" / f"pipeline-{users}-{seed}{suffix}"
+
+
+def generate(users: int, seed: int, activity: float, out: Path) -> None:
     if (out / "manifest.json").exists():
+        made = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        # brands generated before samplegen had --activity have no such key: they were made at 1
+        found = (made.get("users"), made.get("seed"), made.get("activity", 1.0))
+        if found != (users, seed, activity):
+            raise SystemExit(f"brand: {out} holds (users, seed, activity) {found}, not {(users, seed, activity)}; "
+                             "remove it or pick another --out")
         print(f"brand: reusing {out}")
         return
-    print(f"brand: generating {users:,} persons (seed {seed}) into {out} ...", flush=True)
+    print(f"brand: generating {users:,} persons (seed {seed}, activity {activity:g}) into {out} ...", flush=True)
     started = time.perf_counter()
     if out.exists():
         shutil.rmtree(out)
     subprocess.run([sys.executable, "-m", "samplegen", "--users", str(users), "--seed", str(seed), "--out", str(out),
-                    "--quiet"], check=True, cwd=REPO)
+                    "--activity", repr(activity), "--quiet"], check=True, cwd=REPO)
     print(f"brand: generated in {time.perf_counter() - started:.0f}s")
 
 
@@ -121,13 +139,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out", type=Path, help="brand folder (default data/generated/pipeline-<users>-<seed>)")
+    parser.add_argument("--activity", type=float, default=1.0,
+                        help="samplegen --activity: repeat logins and orders per person (4.25: about 10 source rows "
+                             "per person)")
+    parser.add_argument("--out", type=Path,
+                        help="brand folder (default data/generated/pipeline-<users>-<seed>[-a<activity>])")
     parser.add_argument("--work", type=Path, help="where the temporary warehouse goes (default: system temp)")
     parser.add_argument("--keep", action="store_true", help="keep the warehouse (to profile steps on it later)")
     args = parser.parse_args()
+    from samplegen.simulate import MAX_ACTIVITY
+    if not 0.0 < args.activity <= MAX_ACTIVITY:
+        parser.error(f"--activity must be > 0 and <= {MAX_ACTIVITY:g}")
 
-    brand = args.out or REPO / "data" / "generated" / f"pipeline-{args.users}-{args.seed}"
-    generate(args.users, args.seed, brand)
+    brand = args.out or brand_dir(args.users, args.seed, args.activity)
+    generate(args.users, args.seed, args.activity, brand)
     work = Path(tempfile.mkdtemp(prefix="oneid-bench-", dir=args.work))
     try:
         return run(args, brand, work)
@@ -173,7 +198,8 @@ def run(args, brand: Path, work: Path) -> int:
     landing_bytes = sum(p.stat().st_size for p in settings.landing_dir.rglob("*") if p.is_file())
 
     print()
-    print(f"OneID pipeline benchmark: {args.users:,} persons, seed {args.seed}, {os.cpu_count()} cores")
+    print(f"OneID pipeline benchmark: {args.users:,} persons, seed {args.seed}, activity {args.activity:g}, "
+          f"{os.cpu_count()} cores")
     print(f"  landing: {files} files, {landing_bytes / 1e9:.2f} GB, {source_rows[0][0]:,} source rows; "
           f"unified users: {users[0][0]:,}")
     print(f"  {'step':<44} {'wall s':>8} {'peak RSS GB':>12}  status")

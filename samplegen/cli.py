@@ -8,7 +8,7 @@ import time
 from dataclasses import fields
 from datetime import date
 
-from .simulate import DEFAULT_END, DEFAULT_REFERRAL_RATE, DEFAULT_START, generate
+from .simulate import DEFAULT_ACTIVITY, DEFAULT_END, DEFAULT_REFERRAL_RATE, DEFAULT_START, MAX_ACTIVITY, generate
 from .noise import NoiseRates
 
 
@@ -26,6 +26,17 @@ def _rate(value: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {value!r}") from exc
     if not 0.0 <= x <= 1.0:
         raise argparse.ArgumentTypeError(f"a rate must be in [0, 1], got {value}")
+    return x
+
+
+def _activity(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from exc
+    if not 0.0 < x <= MAX_ACTIVITY:
+        raise argparse.ArgumentTypeError(f"must be > 0 and <= {MAX_ACTIVITY:g} (1 is the typical brand), "
+                                         f"got {value}")
     return x
 
 
@@ -51,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="last day of the simulated period (%(default)s)")
     p.add_argument("--referral-rate", type=_rate, default=DEFAULT_REFERRAL_RATE, metavar="RATE",
                    help="per person: joined as the invitee of an earlier person (%(default)s)")
+    p.add_argument("--activity", type=_activity, default=DEFAULT_ACTIVITY, metavar="X",
+                   help="multiplies the mean number of repeat events per person: mini-program logins after the "
+                        "first and orders after a buyer's first, with their logins and refunds (%(default)s; "
+                        "4.25 makes about 10 source rows per person instead of 5)")
     g = p.add_argument_group("noise rates (each in [0, 1])")
     defaults = NoiseRates()
     for f, text in NoiseRates.help_texts().items():
@@ -82,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         manifest = generate(args.out, users=args.users, seed=args.seed, start=args.start, end=args.end, noise=noise,
-                            referral_rate=args.referral_rate, progress=progress)
+                            referral_rate=args.referral_rate, activity=args.activity, progress=progress)
     except FileExistsError as exc:
         print(f"\noneid-sample: {exc}", file=sys.stderr)
         return 1

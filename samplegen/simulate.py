@@ -27,6 +27,8 @@ FORMAT_VERSION = 2
 DEFAULT_START = date(2025, 1, 1)
 DEFAULT_END = date(2025, 12, 31)
 DEFAULT_REFERRAL_RATE = 0.12
+DEFAULT_ACTIVITY = 1.0
+MAX_ACTIVITY = 20.0  # beyond this a typo (25 for 2.5) would quietly write ten times the data
 REEXPORT_AFTER_DAYS = 14  # the later exports (followers, order updates) are taken two weeks after --end
 OUTSIDER_PHONE_BASE = 200_000_000  # phone indexes of gift receivers who are not customers (persons use < 2e8)
 
@@ -177,6 +179,17 @@ def _lag(rng, base: np.ndarray, mean_days: float, end_t: int) -> np.ndarray:
     t[over] = base[over] + np.minimum(1 + (rng.random(int(over.sum())) * span).astype(np.int64), span + 1)
     t = np.minimum(t, np.maximum(end_t, base))
     return t
+
+
+def _repeat_p(p: float, activity: float) -> float:
+    """The geometric parameter whose repeats (draw - 1) average `activity` times those of geometric(p).
+
+    Only the repeats scale: a buyer still has a first order and a mini-program user a first login, so the count
+    stays >= 1 and any activity > 0 is valid.
+    """
+    if activity == 1.0:
+        return p  # the very same float, so the default brand draws exactly what it always drew
+    return 1.0 / (1.0 + activity * (1.0 - p) / p)
 
 
 def _join_times(rng, channel: np.ndarray, win: _Window, start: date) -> np.ndarray:
@@ -551,11 +564,13 @@ def _make_orders(rng, P: _Persons, who: np.ndarray, first_t: np.ndarray, counts:
 _BAD_TIMES = ["2025/13/45 25:61", "0000-00-00 00:00:00", "昨天 14:30", "NaN", "2025-02-30 10:00:00"]
 
 
-def _mp_orders(rng, P: _Persons, win: _Window, noise: NoiseRates, G: _Globals, C: _Counters):
+def _mp_orders(rng, P: _Persons, win: _Window, noise: NoiseRates, G: _Globals, C: _Counters, activity: float):
     who = np.flatnonzero(P.mp_buyer)
-    counts = rng.geometric(0.55, len(who))
+    counts = rng.geometric(_repeat_p(0.55, activity), len(who))
     first_t = _lag(rng, P.mp_t[who], 7, win.end_t)
-    o = _make_orders(rng, P, who, first_t, counts, 40, win, noise, G, C, "mp_order")
+    # More engaged buyers order more often, not over a longer span: with the usual gaps about half of the extra
+    # orders would fall after --end and be dropped (20k persons at activity 2.5).
+    o = _make_orders(rng, P, who, first_t, counts, 40 / activity, win, noise, G, C, "mp_order")
     m = len(o.buyer)
     ids = o.ids
     days = format_days(o.created // DAY)
@@ -597,10 +612,10 @@ def _mp_orders(rng, P: _Persons, win: _Window, noise: NoiseRates, G: _Globals, C
     return o, rows, update_rows, truth
 
 
-def _tb_orders(rng, P: _Persons, win: _Window, noise: NoiseRates, G: _Globals, C: _Counters):
+def _tb_orders(rng, P: _Persons, win: _Window, noise: NoiseRates, G: _Globals, C: _Counters, activity: float):
     who = np.flatnonzero(P.has_tb)
-    counts = rng.geometric(0.6, len(who))
-    o = _make_orders(rng, P, who, P.tb_t[who], counts, 50, win, noise, G, C, "tb_order")
+    counts = rng.geometric(_repeat_p(0.6, activity), len(who))
+    o = _make_orders(rng, P, who, P.tb_t[who], counts, 50 / activity, win, noise, G, C, "tb_order")
     m = len(o.buyer)
     ids = o.ids
     # 19 digits like real Taobao numbers; the scrambled counter in the high digits keeps them unique.
@@ -773,9 +788,10 @@ def _wecom(rng, P: _Persons, win: _Window, noise: NoiseRates, G: _Globals):
     return lines, truth
 
 
-def _mp_logins(rng, P: _Persons, orders: _Orders, win: _Window, noise: NoiseRates, G: _Globals, C: _Counters):
+def _mp_logins(rng, P: _Persons, orders: _Orders, win: _Window, noise: NoiseRates, G: _Globals, C: _Counters,
+               activity: float):
     who = np.flatnonzero(P.has_mp)
-    extra = rng.geometric(0.45, len(who)) - 1
+    extra = rng.geometric(_repeat_p(0.45, activity), len(who)) - 1
     extra_who = np.repeat(who, extra)
     extra_t = P.mp_t[extra_who] + (rng.random(len(extra_who)) * (win.end_t - P.mp_t[extra_who])).astype(np.int64)
     order_login = np.maximum(orders.created - rng.integers(60, 1800, len(orders.created)), P.mp_t[orders.buyer])
@@ -962,8 +978,12 @@ def _clear_previous(out: Path) -> None:
 
 def generate(out: str | os.PathLike, users: int, seed: int, start: date = DEFAULT_START, end: date = DEFAULT_END,
              noise: NoiseRates | None = None, referral_rate: float = DEFAULT_REFERRAL_RATE,
-             progress=None) -> dict:
-    """Write the landing folder, the ground truth and manifest.json under `out`; return the manifest."""
+             activity: float = DEFAULT_ACTIVITY, progress=None) -> dict:
+    """Write the landing folder, the ground truth and manifest.json under `out`; return the manifest.
+
+    `activity` multiplies the mean number of repeat events per person: mini-program logins after the first, and
+    orders after a buyer's first (with the rows orders bring: their logins, refunds, later updates).
+    """
     noise = noise or NoiseRates()
     if users < 1:
         raise ValueError("users must be >= 1")
@@ -973,6 +993,9 @@ def generate(out: str | os.PathLike, users: int, seed: int, start: date = DEFAUL
         raise ValueError("end must not be before start")
     if not 0.0 <= referral_rate <= 1.0:
         raise ValueError("referral_rate must be in [0, 1]")
+    if not 0.0 < activity <= MAX_ACTIVITY:  # (NaN fails this too)
+        raise ValueError(f"activity must be > 0 and <= {MAX_ACTIVITY:g}, got {activity!r}")
+    activity = float(activity)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _clear_previous(out)
@@ -1004,11 +1027,11 @@ def generate(out: str | os.PathLike, users: int, seed: int, start: date = DEFAUL
             n = min(CHUNK_SIZE, users - g0)
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, chunk)))
             P = _make_persons(rng, g0, n, win, start, G, noise, referral_rate)
-            mp, mp_rows, mp_re, mp_truth = _mp_orders(rng, P, win, noise, G, C)
-            tb, tb_rows, tb_re, tb_truth = _tb_orders(rng, P, win, noise, G, C)
+            mp, mp_rows, mp_re, mp_truth = _mp_orders(rng, P, win, noise, G, C, activity)
+            tb, tb_rows, tb_re, tb_truth = _tb_orders(rng, P, win, noise, G, C, activity)
             oa_lines, oa_re, oa_truth = _oa_followers(rng, P, noise)
             wc_lines, wc_truth = _wecom(rng, P, win, noise, G)
-            login_rows, login_truth = _mp_logins(rng, P, mp, win, noise, G, C)
+            login_rows, login_truth = _mp_logins(rng, P, mp, win, noise, G, C, activity)
             crm_rows, crm_truth = _crm(rng, P, mp, tb, win, noise, G, C)
             ref_rows, ref_truth = _referrals(rng, P, C)
 
@@ -1041,6 +1064,7 @@ def generate(out: str | os.PathLike, users: int, seed: int, start: date = DEFAUL
         "reexport_date": reexport.isoformat(),
         "chunk_size": CHUNK_SIZE,
         "referral_rate": referral_rate,
+        "activity": activity,
         "noise": noise.as_dict(),
         "apps": {"oa_appid": V.OA_APPID, "mp_appid": V.MP_APPID, "wecom_corp_id": V.WECOM_CORP_ID,
                  "crm_name": V.CRM_NAME},

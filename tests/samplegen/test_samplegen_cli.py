@@ -42,6 +42,9 @@ def test_cli_equals_api(tmp_path):
     ["--masked-phone-rate", "1.5"],
     ["--junk-phone-rate", "0.5", "--phone-format-rate", "0.6"],
     ["--start", "2025-02-30"],
+    ["--activity", "0"],
+    ["--activity", "25"],
+    ["--activity", "often"],
 ])
 def test_bad_arguments_exit_2(tmp_path, args, capsys):
     with pytest.raises(SystemExit) as exc:
