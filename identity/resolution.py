@@ -81,6 +81,84 @@ class Hints:
     phones: pl.DataFrame | None = None
 
 
+class LinkTable:
+    """The `links` table (LINKS_SCHEMA, one row per distinct link in link order) held as integers: per link its
+    record, observed identity, linking identity, observation row and status; the strings stay in the record,
+    identity, observation and user tables they come from and are gathered only for the rows asked for.
+
+    At 27M links the table as strings is about 4 GB of memory; `slice` builds a part of it (the state is written
+    to DuckDB in 2M-row slices), `frame()` all of it. Any other DataFrame attribute (`filter`, `sort`, ...) is
+    taken from `frame()`, so code written for a DataFrame keeps working at the cost of building it.
+    """
+
+    def __init__(self, records, observed, nodes, facts, rid, oid, iid, fact_rows, status, record_user, user_ids):
+        self._records, self._observed, self._nodes, self._facts = records, observed, nodes, facts
+        self._rid, self._oid, self._iid, self._fact_rows = rid, oid, iid, fact_rows
+        self._status, self._record_user, self.user_ids = status, record_user, user_ids
+
+    @property
+    def height(self) -> int:
+        return len(self._rid)
+
+    def __len__(self) -> int:
+        return self.height
+
+    @property
+    def columns(self) -> list[str]:
+        return list(LINKS_SCHEMA)
+
+    @property
+    def schema(self) -> pl.Schema:
+        return pl.Schema(LINKS_SCHEMA)
+
+    def _gather(self, positions: np.ndarray) -> pl.DataFrame:
+        rid = self._rid[positions]
+        return pl.concat(
+            [
+                self._records[rid],
+                self._observed[self._oid[positions]],
+                self._nodes[self._iid[positions]],
+                self._facts[self._fact_rows[positions]],
+                pl.DataFrame(
+                    [
+                        pl.Series("status", ["redundant", "joined", "rejected"]).gather(self._status[positions]),
+                        self.user_ids.gather(self._record_user[rid]).alias("user_id"),
+                    ]
+                ),
+            ],
+            how="horizontal",
+        ).select(list(LINKS_SCHEMA)).cast(LINKS_SCHEMA)
+
+    def slice(self, offset: int, length: int | None = None) -> pl.DataFrame:
+        stop = self.height if length is None else min(self.height, offset + length)
+        return self._gather(np.arange(offset, max(offset, stop), dtype=np.int64))
+
+    def frame(self) -> pl.DataFrame:
+        return self.slice(0)
+
+    def of_users(self, user_ids: pl.Series) -> pl.DataFrame:
+        """The rows whose user_id is one of `user_ids`, without building the others."""
+        wanted = self.user_ids.is_in(user_ids.implode()).to_numpy()
+        return self._gather(np.flatnonzero(wanted[self._record_user[self._rid]]))
+
+    def with_user_ids(self, user_ids: pl.Series) -> "LinkTable":
+        """The same links with the users' ids replaced (user_ids: one per user, in the order of `user_ids`)."""
+        renamed = LinkTable.__new__(LinkTable)
+        renamed.__dict__.update(self.__dict__)
+        renamed.user_ids = user_ids
+        return renamed
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.frame(), name)
+
+
+def links_frame(links: "pl.DataFrame | LinkTable | None") -> pl.DataFrame | None:
+    """`links` as a DataFrame, whichever way it is held."""
+    return links.frame() if isinstance(links, LinkTable) else links
+
+
 @dataclass
 class Resolution:
     record_map: pl.DataFrame
@@ -92,8 +170,9 @@ class Resolution:
     timings: dict[str, float] = field(default_factory=dict)
     # one row per user (also users with no records): anchor, first_seen, identities, records
     users: pl.DataFrame | None = None
-    # one row per distinct link in link order, with status joined / redundant / rejected (resolve(links=True))
-    links: pl.DataFrame | None = None
+    # one row per distinct link in link order, with status joined / redundant / rejected (resolve(links=True));
+    # a LinkTable from resolve(), a DataFrame when read back from a state
+    links: "pl.DataFrame | LinkTable | None" = None
 
     def tables(self) -> dict[str, pl.DataFrame]:
         """The five contract tables by their `identity.*` names."""
@@ -653,7 +732,6 @@ def resolve(
         .select(list(BLOCKED_SCHEMA))
     )
     observations_out = obs.select(OUTPUT_COLUMNS)
-    link_facts = obs.select("strength", "observed_at")[link_obs[link_rows]] if want_links else None
     del obs, links
 
     # Outputs by integer index: every cluster (root) gets a row number in `users`, and the strings of records,
@@ -726,22 +804,20 @@ def resolve(
     users_table = users[by_id].select(list(USERS_SCHEMA)).cast(USERS_SCHEMA)
     links_table = None
     if want_links:
-        status = np.where(rejected >= 0, 2, joined.astype(np.int64))
-        links_table = pl.concat(
-            [
-                records.select("source", "record_id")[link_rid],
-                observed_keys.select("id_type", "scope", "id_value")[link_oid],
-                nodes.select("link_type", "link_value")[link_iid],
-                link_facts,
-                pl.DataFrame(
-                    [
-                        pl.Series("status", ["redundant", "joined", "rejected"]).gather(status),
-                        user_ids.gather(record_user[link_rid]),
-                    ]
-                ),
-            ],
-            how="horizontal",
-        ).select(list(LINKS_SCHEMA)).cast(LINKS_SCHEMA)
+        status = np.where(rejected >= 0, 2, joined.astype(np.int64)).astype(np.int8)
+        links_table = LinkTable(
+            records=records.select("source", "record_id"),
+            observed=observed_keys.select("id_type", "scope", "id_value"),
+            nodes=nodes.select("link_type", "link_value"),
+            facts=observations_out.select("strength", "observed_at"),
+            rid=link_rid,
+            oid=link_oid,
+            iid=link_iid,
+            fact_rows=link_obs[link_rows],
+            status=status,
+            record_user=record_user,
+            user_ids=user_ids,
+        )
     with_records = users.filter(pl.col("records") > 0)
     histogram = with_records.group_by("identities").len().sort("identities")
     stats = {

@@ -42,9 +42,11 @@ from identity.resolution import (
     REJECTED_SCHEMA,
     USERS_SCHEMA,
     Hints,
+    LinkTable,
     Resolution,
     _digest_phones,
     _is_digest,
+    links_frame,
     resolve,
     user_id_for,
 )
@@ -113,7 +115,8 @@ def config_hash(config: IdentityConfig) -> str:
 
 @dataclass
 class State:
-    """The identity tables of the last run plus the id history. All polars frames."""
+    """The identity tables of the last run plus the id history. All polars frames, except `links` after a full
+    run in this process: a `LinkTable` (resolution.py), which builds its rows when asked (`frame()`, `slice`)."""
 
     observations: pl.DataFrame  # normalized, as identity.observations
     record_map: pl.DataFrame
@@ -121,7 +124,7 @@ class State:
     rejected_links: pl.DataFrame
     blocked_values: pl.DataFrame
     users: pl.DataFrame
-    links: pl.DataFrame
+    links: pl.DataFrame | LinkTable
     user_ids: pl.DataFrame
     merge_log: pl.DataFrame
     runs: pl.DataFrame
@@ -274,6 +277,12 @@ def _salted_id(anchor: str, taken: _Taken | set[str], key: bytes | None) -> str:
     return candidate
 
 
+def _links_of_users(links: "pl.DataFrame | LinkTable", user_ids: pl.Series) -> pl.DataFrame:
+    if isinstance(links, LinkTable):
+        return links.of_users(user_ids)  # builds only these rows
+    return links.filter(pl.col("user_id").is_in(user_ids.implode()))
+
+
 def _merge_causes(res: Resolution, merged: pl.DataFrame, node_old: dict) -> dict:
     """(loser, winner) -> the joined link at which the loser's part first met the winner's part.
 
@@ -282,9 +291,7 @@ def _merge_causes(res: Resolution, merged: pl.DataFrame, node_old: dict) -> dict
     loop, which runs over every joined link of the merged clusters, works on integers and lists.
     """
     winners = dict(zip(merged["fresh"].to_list(), merged["winner"].to_list()))
-    joined = res.links.filter(
-        (pl.col("status") == "joined") & pl.col("user_id").is_in(merged["fresh"].unique().implode())
-    )
+    joined = _links_of_users(res.links, merged["fresh"].unique()).filter(pl.col("status") == "joined")
     if joined.height == 0:
         return {}
     numbered = joined.select(
@@ -402,7 +409,7 @@ def assign_stable_ids(
     if losers.height:
         merged_clusters = losers.select("fresh").unique()
         merged_records = res.record_map.join(merged_clusters.rename({"fresh": "user_id"}), on="user_id", how="semi")
-        merged_links = res.links.join(merged_clusters.rename({"fresh": "user_id"}), on="user_id", how="semi")
+        merged_links = _links_of_users(res.links, merged_clusters["fresh"])
         node_old = {}
         for source, record_id, old in (
             prev_record_map.join(merged_records.select(RECORD_KEY), on=RECORD_KEY).select(*RECORD_KEY, "user_id")
@@ -476,7 +483,11 @@ def assign_stable_ids(
         id_map=rename(res.id_map, "user_id"),
         rejected_links=rename(rename(res.rejected_links, "user_id"), "conflicting_user_id"),
         users=rename(res.users, "user_id").sort("user_id"),
-        links=rename(res.links, "user_id") if res.links is not None else None,
+        links=(
+            res.links.with_user_ids(_replace(res.links.user_ids, mapping["fresh"], mapping["final"]))
+            if isinstance(res.links, LinkTable)
+            else rename(res.links, "user_id") if res.links is not None else None
+        ),
     )
     return stable, events_frame, _registry_update(created, retired)
 
@@ -810,6 +821,8 @@ def run(
         stats, timings = stable.stats, stable.timings
     else:
         clock = time.perf_counter()
+        # a state still in memory from a full run holds its links as integers; this path filters them as a frame
+        state = dataclasses.replace(state, links=links_frame(state.links))
         batch = normalize_observations(observations, config)
         digests = _PhoneDigests(state)
         users = _touched_users(state, batch, digests).to_frame("user_id")
@@ -858,7 +871,7 @@ def run(
             "rejected_links": pl.concat([keep("rejected_links", by_user["rejected_links"]), stable.rejected_links]),
             "blocked_values": _blocked_values(state.blocked_values, old_observations, stable.blocked_values),
             "users": pl.concat([keep("users", by_user["users"]), stable.users]),
-            "links": pl.concat([keep("links", by_user["links"]), stable.links]),
+            "links": pl.concat([keep("links", by_user["links"]), links_frame(stable.links)]),
         }
         n_observations = state.observations.height + observations.height
         batch_rows, resolved = observations.height, redo.height
