@@ -88,7 +88,7 @@ def _explain(args: argparse.Namespace) -> int:
         tables = state.tables()
     else:
         resolution = resolve(read_table(args.observations), config, links=True)
-        tables = {**resolution.tables(), "links": resolution.links.frame()}
+        tables = {**resolution.tables(), "links": resolution.links}
     result = explain(tables, args.id_type, args.value, args.scope or "", config)
     if args.json:
         print(json.dumps(result, default=str, ensure_ascii=False, indent=2))

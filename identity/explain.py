@@ -13,7 +13,7 @@ import polars as pl
 
 from identity.config import IdentityConfig
 from identity.normalize import BLOCK_REASONS, normalize_observations
-from identity.resolution import LinkTable
+from identity.resolution import links_of_users
 
 ID_KEY = ["id_type", "scope", "id_value"]
 
@@ -120,11 +120,7 @@ def explain(
         seen_at = where.select("source", "record_id", "observed_at", "strength").to_dicts()
         identity_rows.append({**ident, "seen": seen_at})
 
-    links = tables["links"]
-    if isinstance(links, LinkTable):  # only this user's rows are built
-        user_links = links.of_users(pl.Series([user_id], dtype=pl.String))
-    else:
-        user_links = links.filter(pl.col("user_id") == user_id)
+    user_links = links_of_users(tables["links"], pl.Series([user_id], dtype=pl.String))
     start_row = user_links.filter(is_key)
     if start_row.height:
         start = ("identity", start_row["link_type"][0], key["scope"], start_row["link_value"][0])

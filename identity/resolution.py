@@ -159,6 +159,13 @@ def links_frame(links: "pl.DataFrame | LinkTable | None") -> pl.DataFrame | None
     return links.frame() if isinstance(links, LinkTable) else links
 
 
+def links_of_users(links: "pl.DataFrame | LinkTable", user_ids: pl.Series) -> pl.DataFrame:
+    """The links whose user_id is one of `user_ids`, whichever way they are held (a LinkTable builds only these)."""
+    if isinstance(links, LinkTable):
+        return links.of_users(user_ids)
+    return links.filter(pl.col("user_id").is_in(user_ids.implode()))
+
+
 @dataclass
 class Resolution:
     record_map: pl.DataFrame
@@ -462,10 +469,10 @@ def _translate_hashed_phones(obs: pl.DataFrame, extra_phones: pl.DataFrame | Non
     ).with_columns(usable=pl.col("unusable_reason").is_null())
 
 
-def _key_ranks(obs: pl.DataFrame, text_names: dict[str, list]) -> pl.DataFrame:
-    """`_oid`, the text rank of each row's observed key (id_type, scope, id_value), `_key`, the text rank of its
+def _key_ranks(obs: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """(`_oid`, the text rank of each row's observed key (id_type, scope, id_value), `_key`, the text rank of its
     link key (link_type, scope, link_value) on the same scale, and `_typ`, the text rank of id_type; the id_types
-    in that order go to text_names["id_type"].
+    in the order of `_typ`).
 
     Every row is ranked, usable or not (an unusable row's missing value ranks as ''; such rows are dropped before
     the ranks are used): ranking the columns of `obs` in place copies no strings, where ranking the usable rows
@@ -477,16 +484,15 @@ def _key_ranks(obs: pl.DataFrame, text_names: dict[str, list]) -> pl.DataFrame:
     keys = obs.select("id_type", "scope", pl.col("id_value").fill_null(""))
     oid = _key_rank(keys, ("id_type", "scope"), "id_value", parts)
     if "id_type" in parts:
-        typ, text_names["id_type"] = parts["id_type"]
+        typ, type_names = parts["id_type"]
     else:
-        distinct: list = []
-        typ = _small_rank(obs["id_type"], distinct)
-        text_names["id_type"] = distinct
+        type_names = []
+        typ = _small_rank(obs["id_type"], type_names)
     ranks = pl.DataFrame([oid.alias("_oid"), typ.alias("_typ")])
     differs = (pl.col("link_type") != pl.col("id_type")) | (pl.col("link_value") != pl.col("id_value"))
     positions = obs.select(pl.arg_where(differs.fill_null(False))).to_series()
     if len(positions) == 0:
-        return ranks.with_columns(_key=pl.col("_oid"))
+        return ranks.with_columns(_key=pl.col("_oid")), type_names
     translated = obs.select("link_type", "scope", "link_value")[positions]
     wanted = translated["link_value"].unique().implode()
     is_plain = (obs["id_type"] == "phone") & obs["id_value"].is_in(wanted)
@@ -499,8 +505,8 @@ def _key_ranks(obs: pl.DataFrame, text_names: dict[str, list]) -> pl.DataFrame:
     found = translated.join(plain, on=["link_type", "scope", "link_value"], how="left", maintain_order="left")
     if found["_oid"].null_count():
         links = obs.select("link_type", "scope", pl.col("link_value").fill_null(""))
-        return ranks.with_columns(_key=_key_rank(links, ("link_type", "scope"), "link_value"))
-    return ranks.with_columns(_key=oid.clone().scatter(positions, found["_oid"]))
+        return ranks.with_columns(_key=_key_rank(links, ("link_type", "scope"), "link_value")), type_names
+    return ranks.with_columns(_key=oid.clone().scatter(positions, found["_oid"])), type_names
 
 
 def _maybe_shared(carriers: pl.DataFrame, holders: pl.DataFrame, threshold: int) -> pl.DataFrame:
@@ -617,13 +623,12 @@ def resolve(
     lap("normalize")
 
     parts: dict = {}
-    text_names: dict[str, list] = {}
     obs = obs.with_columns(rid=_dense_ints(_key_rank(obs, ("source",), "record_id", parts)))
     if "source" in parts:
-        source_text, text_names["source"] = parts["source"]
+        source_text, source_names = parts["source"]
     else:
-        text_names["source"] = []
-        source_text = _small_rank(obs["source"], text_names["source"])
+        source_names = []
+        source_text = _small_rank(obs["source"], source_names)
     rid = obs["rid"].to_numpy()
     n_records = int(rid.max()) + 1 if len(rid) else 0
     records = obs.select("rid", "source", "record_id")[_first_rows(rid, n_records)]
@@ -633,13 +638,13 @@ def resolve(
     # A link is a usable row of `obs` reduced to integers; its strings stay in `obs` and are gathered by row
     # number (`_row`) where needed, instead of copying 13M rows of them into a frame of links.
     want_links = links
-    ranks = _key_ranks(obs, text_names)
+    ranks, type_names = _key_ranks(obs)
     type_rank = priority_ranks(
         config.id_type_priority, obs["id_type"].unique().to_list() + obs["link_type"].unique().to_list()
     )
     source_rank = priority_ranks(config.source_priority, records["source"].unique().to_list())
-    type_priority = np.array([type_rank[name] for name in text_names["id_type"]], dtype=np.int64)
-    source_priority = np.array([source_rank[name] for name in text_names["source"]], dtype=np.int64)
+    type_priority = np.array([type_rank[name] for name in type_names], dtype=np.int64)
+    source_priority = np.array([source_rank[name] for name in source_names], dtype=np.int64)
     weak = (obs["strength"] == "weak").fill_null(False).to_numpy().astype(np.int64)
     links = pl.DataFrame(
         [

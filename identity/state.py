@@ -47,6 +47,7 @@ from identity.resolution import (
     _digest_phones,
     _is_digest,
     links_frame,
+    links_of_users,
     resolve,
     user_id_for,
 )
@@ -277,12 +278,6 @@ def _salted_id(anchor: str, taken: _Taken | set[str], key: bytes | None) -> str:
     return candidate
 
 
-def _links_of_users(links: "pl.DataFrame | LinkTable", user_ids: pl.Series) -> pl.DataFrame:
-    if isinstance(links, LinkTable):
-        return links.of_users(user_ids)  # builds only these rows
-    return links.filter(pl.col("user_id").is_in(user_ids.implode()))
-
-
 def _merge_causes(res: Resolution, merged: pl.DataFrame, node_old: dict) -> dict:
     """(loser, winner) -> the joined link at which the loser's part first met the winner's part.
 
@@ -291,7 +286,7 @@ def _merge_causes(res: Resolution, merged: pl.DataFrame, node_old: dict) -> dict
     loop, which runs over every joined link of the merged clusters, works on integers and lists.
     """
     winners = dict(zip(merged["fresh"].to_list(), merged["winner"].to_list()))
-    joined = _links_of_users(res.links, merged["fresh"].unique()).filter(pl.col("status") == "joined")
+    joined = links_of_users(res.links, merged["fresh"].unique()).filter(pl.col("status") == "joined")
     if joined.height == 0:
         return {}
     numbered = joined.select(
@@ -409,7 +404,7 @@ def assign_stable_ids(
     if losers.height:
         merged_clusters = losers.select("fresh").unique()
         merged_records = res.record_map.join(merged_clusters.rename({"fresh": "user_id"}), on="user_id", how="semi")
-        merged_links = _links_of_users(res.links, merged_clusters["fresh"])
+        merged_links = links_of_users(res.links, merged_clusters["fresh"])
         node_old = {}
         for source, record_id, old in (
             prev_record_map.join(merged_records.select(RECORD_KEY), on=RECORD_KEY).select(*RECORD_KEY, "user_id")
@@ -477,17 +472,19 @@ def assign_stable_ids(
     def rename(frame: pl.DataFrame, column: str) -> pl.DataFrame:
         return frame.with_columns(_replace(frame[column], mapping["fresh"], mapping["final"]))
 
+    links = res.links
+    if isinstance(links, LinkTable):  # one id per user to rename, not one per link
+        links = links.with_user_ids(_replace(links.user_ids, mapping["fresh"], mapping["final"]))
+    elif links is not None:
+        links = rename(links, "user_id")
+
     stable = dataclasses.replace(
         res,
         record_map=rename(res.record_map, "user_id"),
         id_map=rename(res.id_map, "user_id"),
         rejected_links=rename(rename(res.rejected_links, "user_id"), "conflicting_user_id"),
         users=rename(res.users, "user_id").sort("user_id"),
-        links=(
-            res.links.with_user_ids(_replace(res.links.user_ids, mapping["fresh"], mapping["final"]))
-            if isinstance(res.links, LinkTable)
-            else rename(res.links, "user_id") if res.links is not None else None
-        ),
+        links=links,
     )
     return stable, events_frame, _registry_update(created, retired)
 
