@@ -9,6 +9,7 @@ import pytest
 from pipelines.observations import (
     ObservationConfigError,
     fetch_frame,
+    input_observations_sql,
     load_record_specs,
     observations_sql,
     parse_record_specs,
@@ -101,6 +102,13 @@ def test_sql_reads_identifiers_scopes_lists_and_suffixes():
     records = con.sql(records_sql(specs) + " order by all").fetchall()
     assert [row[:2] for row in records] == [
         ("orders", "o1"), ("orders", "o2"), ("wecom_contacts", "wm1/staff/x"), ("wecom_contacts", "wm2/staff/x"),
+    ]
+    # what resolution is given: the observations, plus one empty weak phone for each record with no identifier
+    given = con.sql(input_observations_sql(specs) + " order by all").fetchall()
+    assert [row for row in given if row[4] is not None] == rows
+    assert [row for row in given if row[4] is None] == [
+        ("orders", "o2", "phone", "", None, datetime(2025, 1, 3, 10), "weak"),
+        ("wecom_contacts", "wm2/staff/x", "phone", "", None, datetime(2025, 2, 1), "weak"),
     ]
 
 
