@@ -10,6 +10,7 @@ A run whose largest user exceeds `max_user_size` (config/identity.yml) is not pu
 
 
 import json
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -36,7 +37,7 @@ from identity.state import HISTORY_SCHEMA, as_input, config_hash, load_state, ru
 from pipelines.defs.ingest import RAW_ASSET_KEYS
 from pipelines.faults import crash_point
 from pipelines.defs.resources import OneIdPaths
-from pipelines.observations import read_observations
+from pipelines.observations import export_observations, read_parquet_frame, scratch_folder
 
 IDENTITY_TABLES = {
     "observations": "One row per identifier seen on a record (normalized value, strength, time first seen).",
@@ -105,11 +106,14 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
     config = identity.load_config(config_dir / "identity.yml")
     started = datetime.now().replace(microsecond=0)
     clock = time.perf_counter()
-    # The connection is closed while resolving: DuckDB keeps memory its queries used until the connection closes,
-    # and the run lock, not the connection, keeps other writers out.
-    with warehouse.get_connection() as con:
-        state = load_state(con)
-        observations = read_observations(con, config_dir)
+    # The connection is closed before the observations are read and while resolving: DuckDB keeps memory its
+    # queries used until the connection closes, and the run lock, not the connection, keeps other writers out.
+    with tempfile.TemporaryDirectory(prefix="oneid-observations-", dir=scratch_folder(warehouse.database)) as scratch:
+        exported = Path(scratch) / "observations.parquet"
+        with warehouse.get_connection() as con:
+            state = load_state(con)
+            export_observations(con, config_dir, exported)
+        observations = read_parquet_frame(exported)
     incremental, given, why = plan_run(state, observations, config)
     del observations  # `given` is all of them or the new batch; the rest is in `state`
     # user ids keyed like the phone hashes: an unkeyed digest of a phone anchor would re-identify the user

@@ -4,6 +4,7 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
 
 from pipelines.observations import (
@@ -13,7 +14,9 @@ from pipelines.observations import (
     load_record_specs,
     observations_sql,
     parse_record_specs,
+    read_parquet_frame,
     records_sql,
+    scratch_folder,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,3 +122,23 @@ def test_fetch_frame_gives_the_query_result_and_leaves_no_file(tmp_path):
     assert frame.sort("n").rows() == [(1, "it's", None), (2, None, datetime(2026, 11, 27, 12))]
     assert fetch_frame(con, "select 1::bigint as n where false").height == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["warehouse.duckdb"]  # the scratch folder is gone
+
+
+def test_parquet_frame_has_one_chunk_per_column_and_the_file_content(tmp_path):
+    con = duckdb.connect()
+    path = tmp_path / "rows.parquet"
+    # small row groups, so the file holds many of them, as a 27M-row export does
+    con.execute(
+        f"copy (select range as n, 'v' || range as text from range(5000)) to '{path}' "
+        "(format parquet, row_group_size 1000)"
+    )
+    assert pl.read_parquet(path).n_chunks("all") != [1, 1]  # what the helper is for
+    frame = read_parquet_frame(path)
+    assert frame.n_chunks("all") == [1, 1]
+    assert frame.sort("n").equals(con.sql(f"select * from '{path}' order by n").pl())
+
+
+def test_scratch_folder_is_beside_a_writable_warehouse_only(tmp_path):
+    assert scratch_folder(str(tmp_path / "oneid.duckdb")) == tmp_path
+    assert scratch_folder(":memory:") is None and scratch_folder(None) is None
+    assert scratch_folder(str(tmp_path / "missing" / "oneid.duckdb")) is None
