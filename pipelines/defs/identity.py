@@ -36,6 +36,7 @@ from identity.health import graph_health, markdown
 from identity.state import HISTORY_SCHEMA, as_input, config_hash, load_state, run, save_state, write_table
 from pipelines.defs.ingest import RAW_ASSET_KEYS
 from pipelines.faults import crash_point
+from pipelines.memory import release_free_memory
 from pipelines.defs.resources import OneIdPaths
 from pipelines.observations import export_observations, read_parquet_frame, scratch_folder
 
@@ -106,6 +107,7 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
     config = identity.load_config(config_dir / "identity.yml")
     started = datetime.now().replace(microsecond=0)
     clock = time.perf_counter()
+    release_free_memory()  # what earlier steps of this process freed, before the largest step of the run
     # The connection is closed before the observations are read and while resolving: DuckDB keeps memory its
     # queries used until the connection closes, and the run lock, not the connection, keeps other writers out.
     with tempfile.TemporaryDirectory(prefix="oneid-observations-", dir=scratch_folder(warehouse.database)) as scratch:
