@@ -33,7 +33,16 @@ from dagster_duckdb import DuckDBResource
 import identity
 from identity.privacy import demo_key_notice, hmac_key, identity_key_text, keyed_hashes, mask_phone
 from identity.health import graph_health, markdown
-from identity.state import HISTORY_SCHEMA, as_input, config_hash, load_state, run, save_state, write_table
+from identity.state import (
+    HISTORY_SCHEMA,
+    as_input,
+    config_hash,
+    load_staged,
+    load_state,
+    run,
+    stage_state,
+    write_table,
+)
 from pipelines.defs.ingest import RAW_ASSET_KEYS
 from pipelines.faults import crash_point
 from pipelines.memory import release_free_memory
@@ -124,33 +133,43 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
     health = graph_health(result.state.tables(), result.run, result.events, max_user_size=config.max_user_size)
     published = health["passed"]
     keys = phone_keys(result.state.tables()["id_map"], key)
-    with warehouse.get_connection() as con:
-        crash_point("identity:before_publish")
+    info, stats = result.run, result.resolution.stats
+    with tempfile.TemporaryDirectory(prefix="oneid-state-", dir=scratch_folder(warehouse.database)) as scratch:
         if published:
-            save_state(con, result.state, extra={PHONE_KEYS: keys})
-            crash_point("identity:after_publish")
+            # Staged to Parquet, then the frames dropped before DuckDB takes them in: its insert would otherwise
+            # grow the process on top of the state it is given (docs/identity.md, "Implementation and performance").
+            staged = stage_state(result.state, scratch, extra={PHONE_KEYS: keys})
+            rows = staged.rows
+            del result, keys
+            release_free_memory()
         else:
-            # keep the previous tables; leave the candidate where people can look at it
-            con.execute("begin transaction")
-            for name, frame in {**result.state.tables(), PHONE_KEYS: keys}.items():
-                write_table(con, CANDIDATE_SCHEMA, name, frame)
-            con.execute("commit")
-        attempt = pl.DataFrame(
-            [
-                {
-                    "attempted_at": started,
-                    "run_id": result.run["run_id"],
-                    "mode": result.run["mode"],
-                    "published": published,
-                    "largest_user_size": health["largest_user_size"],
-                    "max_user_size": config.max_user_size,
-                    "health": json.dumps({k: v for k, v in health.items() if k != "run"}, default=str),
-                }
-            ]
-        )
-        write_table(con, HISTORY_SCHEMA, ATTEMPT_TABLE, attempt)
+            rows = {name: frame.height for name, frame in {**result.state.tables(), PHONE_KEYS: keys}.items()}
+        with warehouse.get_connection() as con:
+            crash_point("identity:before_publish")
+            if published:
+                load_staged(con, staged)
+                crash_point("identity:after_publish")
+            else:
+                # keep the previous tables; leave the candidate where people can look at it
+                con.execute("begin transaction")
+                for name, frame in {**result.state.tables(), PHONE_KEYS: keys}.items():
+                    write_table(con, CANDIDATE_SCHEMA, name, frame)
+                con.execute("commit")
+            attempt = pl.DataFrame(
+                [
+                    {
+                        "attempted_at": started,
+                        "run_id": info["run_id"],
+                        "mode": info["mode"],
+                        "published": published,
+                        "largest_user_size": health["largest_user_size"],
+                        "max_user_size": config.max_user_size,
+                        "health": json.dumps({k: v for k, v in health.items() if k != "run"}, default=str),
+                    }
+                ]
+            )
+            write_table(con, HISTORY_SCHEMA, ATTEMPT_TABLE, attempt)
     seconds = time.perf_counter() - clock
-    info = result.run
     context.log.info(
         f"identity run {info['run_id']} ({info['mode']}: {why}): {info['resolved_records']:,} of "
         f"{info['records']:,} records resolved in {seconds:.1f}s; {info['new_users']} new users, "
@@ -161,10 +180,9 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
             f"largest user holds {health['largest_user_size']:,} records > max_user_size "
             f"{config.max_user_size:,}: not published (see schema {CANDIDATE_SCHEMA})"
         )
-    tables = {**result.state.tables(), PHONE_KEYS: keys}
     tables_md = markdown(health)
     for name in IDENTITY_TABLES:
-        metadata = {"rows": MetadataValue.int(tables[name].height), "published": MetadataValue.bool(published)}
+        metadata = {"rows": MetadataValue.int(rows[name]), "published": MetadataValue.bool(published)}
         if name == "record_map":
             metadata.update(
                 {
@@ -177,9 +195,9 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
                     "merges": MetadataValue.int(int(info["merges"])),
                     "splits": MetadataValue.int(int(info["splits"])),
                     "largest_user_size": MetadataValue.int(int(health["largest_user_size"])),
-                    "links_rejected": MetadataValue.int(int(result.resolution.stats["links_rejected"])),
-                    "values_blocked": MetadataValue.int(int(result.resolution.stats["values_blocked"])),
-                    "values_shared": MetadataValue.int(int(result.resolution.stats["values_shared"])),
+                    "links_rejected": MetadataValue.int(int(stats["links_rejected"])),
+                    "values_blocked": MetadataValue.int(int(stats["values_blocked"])),
+                    "values_shared": MetadataValue.int(int(stats["values_shared"])),
                     "size_distribution": MetadataValue.md(tables_md["size_distribution"]),
                 }
             )

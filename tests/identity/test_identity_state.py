@@ -6,6 +6,7 @@ import pytest
 
 from identity import IdentityConfig, resolve
 from identity.config import BlockRule
+import identity.state as state_module
 from identity.state import load_state, run, save_state, write_table
 
 
@@ -161,3 +162,36 @@ def test_write_table_in_slices_gives_the_whole_frame(rows):
     con.execute("create table s.t as select 1 as old")  # replaced, not appended to
     write_table(con, "s", "t", frame, slice_rows=2)
     assert con.sql("select * from s.t order by n").pl().equals(frame)
+
+
+def test_staged_state_loads_in_slices_and_a_failed_load_keeps_the_previous_state(
+    make_observations, tmp_path, monkeypatch
+):
+    first = run(make_observations(BASE))
+    second = run(make_observations(BASE + [("orders", "c1", "phone", "", "13933330000", "2024-03-01 10:00:00")]),
+                 state=first.state)
+    database = str(tmp_path / "state.duckdb")
+    with duckdb.connect(database) as con:
+        save_state(con, first.state)
+    monkeypatch.setattr(state_module, "WRITE_SLICE_ROWS", 3)  # several files per table
+    staged = state_module.stage_state(second.state, tmp_path / "staged")
+    assert staged.rows["observations"] == second.state.observations.height
+    assert len(list((tmp_path / "staged" / "identity" / "observations").glob("*.parquet"))) > 1
+    # a damaged file: the load fails part-way and nothing of the second state is published
+    damaged = sorted((tmp_path / "staged" / "identity" / "users").glob("*.parquet"))[0]
+    damaged.write_bytes(b"not parquet")
+    with duckdb.connect(database) as con:
+        with pytest.raises(duckdb.Error):
+            state_module.load_staged(con, staged)
+        kept = load_state(con)
+    assert kept.runs.height == 1 and kept.observations.height == first.state.observations.height
+    staged = state_module.stage_state(second.state, tmp_path / "again")
+    with duckdb.connect(database) as con:
+        state_module.load_staged(con, staged)
+        loaded = load_state(con)
+    assert loaded.runs.height == 2
+    for name, table in second.state.tables().items():
+        key = [column for column in loaded.tables()[name].columns]
+        assert getattr(loaded, name).sort(key, nulls_last=True).equals(
+            state_module.links_frame(table).cast(getattr(loaded, name).schema).sort(key, nulls_last=True)
+        ), name
