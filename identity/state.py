@@ -24,9 +24,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -212,7 +215,7 @@ class StagedState:
 
 def stage_state(
     state: State,
-    folder,
+    folder: str | os.PathLike,
     latest_schema: str = LATEST_SCHEMA,
     history_schema: str = HISTORY_SCHEMA,
     extra: dict[str, pl.DataFrame] | None = None,
@@ -223,8 +226,6 @@ def stage_state(
     Staging lets the caller drop the state before DuckDB takes it in: DuckDB's insert grows the process by about
     3 GB at 27M observations, which then no longer sits on top of the state's frames (6 GB there).
     """
-    from pathlib import Path
-
     folder = Path(folder)
     tables, rows = [], {}
 
@@ -278,7 +279,7 @@ def save_state(
     latest_schema: str = LATEST_SCHEMA,
     history_schema: str = HISTORY_SCHEMA,
     extra: dict[str, pl.DataFrame] | None = None,
-    scratch=None,
+    scratch: str | os.PathLike | None = None,
 ) -> None:
     """Writes every table in one transaction: a failed run leaves the previous state whole.
 
@@ -287,8 +288,6 @@ def save_state(
     temporary folder in `scratch` (default: the system's); a caller that can drop the state before the load
     uses `stage_state` and `load_staged` itself.
     """
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="oneid-state-", dir=scratch) as folder:
         load_staged(con, stage_state(state, folder, latest_schema, history_schema, extra))
 

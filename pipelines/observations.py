@@ -171,7 +171,8 @@ def fetch_frame(con, sql: str) -> "pl.DataFrame":
     rows = con.execute(
         "select path from duckdb_databases() where database_name = current_database()"
     ).fetchall()
-    with tempfile.TemporaryDirectory(prefix="oneid-fetch-", dir=scratch_folder(rows[0][0] if rows else None)) as scratch:
+    folder = scratch_folder(rows[0][0] if rows else None)
+    with tempfile.TemporaryDirectory(prefix="oneid-fetch-", dir=folder) as scratch:
         path = Path(scratch) / "result.parquet"
         copy_to_parquet(con, sql, path)
         return read_parquet_frame(path)

@@ -119,7 +119,8 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
     release_free_memory()  # what earlier steps of this process freed, before the largest step of the run
     # The connection is closed before the observations are read and while resolving: DuckDB keeps memory its
     # queries used until the connection closes, and the run lock, not the connection, keeps other writers out.
-    with tempfile.TemporaryDirectory(prefix="oneid-observations-", dir=scratch_folder(warehouse.database)) as scratch:
+    scratch_dir = scratch_folder(warehouse.database)
+    with tempfile.TemporaryDirectory(prefix="oneid-observations-", dir=scratch_dir) as scratch:
         exported = Path(scratch) / "observations.parquet"
         with warehouse.get_connection() as con:
             state = load_state(con)
@@ -134,7 +135,7 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
     published = health["passed"]
     keys = phone_keys(result.state.tables()["id_map"], key)
     info, stats = result.run, result.resolution.stats
-    with tempfile.TemporaryDirectory(prefix="oneid-state-", dir=scratch_folder(warehouse.database)) as scratch:
+    with tempfile.TemporaryDirectory(prefix="oneid-state-", dir=scratch_dir) as scratch:
         if published:
             # Staged to Parquet, then the frames dropped before DuckDB takes them in: its insert would otherwise
             # grow the process on top of the state it is given (docs/identity.md, "Implementation and performance").
