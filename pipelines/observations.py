@@ -233,9 +233,13 @@ def export_observations(con, config_dir: Path, path: Path) -> None:
     For a caller that reads the file after closing the connection: DuckDB keeps the blocks and memory the query
     used until then (4 GB at 27M observations), which would otherwise sit beside the frame.
     """
-    copy_to_parquet(con, input_observations_sql(load_record_specs(config_dir / "observations.yml")), path)
+    copy_to_parquet(con, _configured_input_sql(config_dir), path)
 
 
 def read_observations(con, config_dir: Path) -> "pl.DataFrame":
     """All observations in the warehouse `con` as a polars frame (`input_observations_sql`)."""
-    return fetch_frame(con, input_observations_sql(load_record_specs(config_dir / "observations.yml")))
+    return fetch_frame(con, _configured_input_sql(config_dir))
+
+
+def _configured_input_sql(config_dir: Path) -> str:
+    return input_observations_sql(load_record_specs(config_dir / "observations.yml"))

@@ -144,7 +144,8 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
             del result, keys
             release_free_memory()
         else:
-            rows = {name: frame.height for name, frame in {**result.state.tables(), PHONE_KEYS: keys}.items()}
+            candidate = {**result.state.tables(), PHONE_KEYS: keys}
+            rows = {name: frame.height for name, frame in candidate.items()}
         with warehouse.get_connection() as con:
             crash_point("identity:before_publish")
             if published:
@@ -153,7 +154,7 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
             else:
                 # keep the previous tables; leave the candidate where people can look at it
                 con.execute("begin transaction")
-                for name, frame in {**result.state.tables(), PHONE_KEYS: keys}.items():
+                for name, frame in candidate.items():
                     write_table(con, CANDIDATE_SCHEMA, name, frame)
                 con.execute("commit")
             attempt = pl.DataFrame(

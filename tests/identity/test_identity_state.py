@@ -5,6 +5,7 @@ import polars as pl
 import pytest
 
 from identity import IdentityConfig, resolve
+from identity.resolution import links_frame
 from identity.config import BlockRule
 import identity.state as state_module
 from identity.state import load_state, run, save_state, write_table
@@ -191,7 +192,7 @@ def test_staged_state_loads_in_slices_and_a_failed_load_keeps_the_previous_state
         loaded = load_state(con)
     assert loaded.runs.height == 2
     for name, table in second.state.tables().items():
-        key = [column for column in loaded.tables()[name].columns]
+        key = list(loaded.tables()[name].columns)
         assert getattr(loaded, name).sort(key, nulls_last=True).equals(
-            state_module.links_frame(table).cast(getattr(loaded, name).schema).sort(key, nulls_last=True)
+            links_frame(table).cast(getattr(loaded, name).schema).sort(key, nulls_last=True)
         ), name
