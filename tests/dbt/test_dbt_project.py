@@ -256,3 +256,39 @@ def test_source_asset_keys_for_dagster(dbt_parse):
     }
     assert AssetKey(["marts", "fct_orders"]) in model_keys
     assert AssetKey(["staging", "stg_shop__orders"]) in model_keys
+
+
+def test_primary_key_test_fails_on_a_repeated_and_a_missing_key(dbt_build):
+    # The generic test replaces unique + not_null on the staging keys: it must catch what both caught.
+    node = next(
+        r.node for r in dbt_build.result.result.results
+        if str(r.node.name).startswith("primary_key_stg_crm__members_member_id")
+    )
+    sql = node.compiled_code
+    relation = next(part for part in sql.split() if part.endswith('"staging"."stg_crm__members"'))
+    passing = dbt_build.query(f"select count(*) from ({sql})")[0][0]
+    probe = (
+        "(select * from staging.stg_crm__members"
+        " union all (select * from staging.stg_crm__members order by member_id limit 1)"
+        " union all (select * replace (null as member_id) from staging.stg_crm__members limit 1))"
+    )
+    failing = dbt_build.query(f"select member_id, n_rows from ({sql.replace(relation, probe)}) order by member_id")
+    first = dbt_build.query("select min(member_id) from staging.stg_crm__members")[0][0]
+    assert passing == 0
+    assert failing == [(first, 2), (None, 1)]
+
+
+def test_not_null_columns_test_names_the_missing_column(dbt_build):
+    node = next(
+        r.node for r in dbt_build.result.result.results
+        if str(r.node.name).startswith("not_null_columns_stg_shop__orders")
+    )
+    sql = node.compiled_code
+    relation = next(part for part in sql.split() if part.endswith('"staging"."stg_shop__orders"'))
+    probe = (
+        "(select * from staging.stg_shop__orders"
+        " union all (select * replace (null as user_id) from staging.stg_shop__orders limit 1))"
+    )
+    assert dbt_build.query(f"select count(*) from ({sql})")[0][0] == 0
+    failing = dbt_build.query(f"select * from ({sql.replace(relation, probe)})")
+    assert failing == [(False, False, True, False, False)]  # platform, order_id, user_id, order_status, net_amount
