@@ -196,3 +196,36 @@ def test_staged_state_loads_in_slices_and_a_failed_load_keeps_the_previous_state
         assert getattr(loaded, name).sort(key, nulls_last=True).equals(
             links_frame(table).cast(getattr(loaded, name).schema).sort(key, nulls_last=True)
         ), name
+
+
+def test_create_table_sql_names_the_zstd_columns():
+    sql = state_module.create_table_sql("identity", "links", [("source", "VARCHAR"), ("id_value", "VARCHAR")],
+                                        zstd=("id_value",))
+    assert sql == (
+        'create or replace table "identity"."links" ("source" VARCHAR, "id_value" VARCHAR using compression zstd)'
+    )
+
+
+def test_staged_links_keep_their_text_in_zstd_and_old_files_load_without_it(make_observations, tmp_path):
+    first = run(make_observations(BASE))
+    staged = state_module.stage_state(first.state, tmp_path / "staged")
+    query = (
+        "select distinct compression from pragma_storage_info('identity.links') "
+        "where column_name = 'id_value' and segment_type = 'VARCHAR'"
+    )
+    with duckdb.connect(str(tmp_path / "new.duckdb")) as con:
+        state_module.load_staged(con, staged)
+        con.execute("checkpoint")
+        assert con.sql(query).fetchall() == [("ZSTD",)]
+        assert state_module.storage_version(con) >= state_module.ZSTD_STORAGE_VERSION
+    # a warehouse file made for DuckDB 1.0 cannot hold zstd: the tables load with DuckDB's default compression
+    con = duckdb.connect()
+    con.execute(f"attach '{tmp_path / 'old.duckdb'}' as old (storage_version 'v1.0.0')")
+    con.execute("use old")
+    assert state_module.storage_version(con) == (1, 0, 0)
+    state_module.load_staged(con, staged)
+    con.execute("checkpoint")
+    assert con.sql(query).fetchall() != [("ZSTD",)]
+    loaded = load_state(con)
+    assert loaded.links.height == links_frame(first.state.links).height
+    con.close()
