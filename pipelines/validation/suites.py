@@ -16,6 +16,11 @@ from great_expectations.data_context.types.base import (  # noqa: E402
     InMemoryStoreBackendDefaults,
     ProgressBarsConfig,
 )
+from great_expectations.execution_engine import pandas_execution_engine  # noqa: E402
+
+# GX fingerprints every pandas batch under 1 GB (pandas' hash of every row, then md5) only to record it as a
+# batch marker, which nothing here reads: 15 of the 36 s spent validating 6M login rows. Threshold 0 skips it.
+pandas_execution_engine.HASH_THRESHOLD = 0
 
 from .config import RuleSpec  # noqa: E402
 
