@@ -80,6 +80,22 @@ def phone_keys(id_map: pl.DataFrame, key: bytes) -> pl.DataFrame:
     )
 
 
+class PhaseClock:
+    """Seconds per phase of a step, so that a slow run says where its time went."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = round(self.seconds.get(phase, 0.0) + now - self._last, 1)
+        self._last = now
+
+    def text(self) -> str:
+        return ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in self.seconds.items())
+
+
 def plan_run(state, observations: pl.DataFrame, config) -> tuple[bool, pl.DataFrame, str]:
     """(incremental?, observations to give `run`, why). Incremental when the state was made with the same rules
     and every one of its observations is still there; the batch is then the observations it has not seen."""
@@ -116,6 +132,7 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
     config = identity.load_config(config_dir / "identity.yml")
     started = datetime.now().replace(microsecond=0)
     clock = time.perf_counter()
+    phases = PhaseClock()
     release_free_memory()  # what earlier steps of this process freed, before the largest step of the run
     # The connection is closed before the observations are read and while resolving: DuckDB keeps memory its
     # queries used until the connection closes, and the run lock, not the connection, keeps other writers out.
@@ -126,6 +143,7 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
             state = load_state(con)
             export_observations(con, config_dir, exported)
         observations = read_parquet_frame(exported)
+    phases.lap("read")
     incremental, given, why = plan_run(state, observations, config)
     del observations  # `given` is all of them or the new batch; the rest is in `state`
     # user ids keyed like the phone hashes: an unkeyed digest of a phone anchor would re-identify the user
@@ -135,6 +153,7 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
     published = health["passed"]
     keys = phone_keys(result.state.tables()["id_map"], key)
     info, stats = result.run, result.resolution.stats
+    phases.lap("resolve")
     with tempfile.TemporaryDirectory(prefix="oneid-state-", dir=scratch_dir) as scratch:
         if published:
             # Staged to Parquet, then the frames dropped before DuckDB takes them in: its insert would otherwise
@@ -143,6 +162,7 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
             rows = staged.rows
             del result, keys
             release_free_memory()
+            phases.lap("stage")
         else:
             candidate = {**result.state.tables(), PHONE_KEYS: keys}
             rows = {name: frame.height for name, frame in candidate.items()}
@@ -171,11 +191,12 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
                 ]
             )
             write_table(con, HISTORY_SCHEMA, ATTEMPT_TABLE, attempt)
+    phases.lap("write")
     seconds = time.perf_counter() - clock
     context.log.info(
         f"identity run {info['run_id']} ({info['mode']}: {why}): {info['resolved_records']:,} of "
         f"{info['records']:,} records resolved in {seconds:.1f}s; {info['new_users']} new users, "
-        f"{info['merges']} merges, {info['splits']} splits; published: {published}"
+        f"{info['merges']} merges, {info['splits']} splits; published: {published} ({phases.text()})"
     )
     if not published:
         context.log.error(
@@ -192,6 +213,7 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
                     "run_id": MetadataValue.int(int(info["run_id"])),
                     "records_resolved": MetadataValue.int(int(info["resolved_records"])),
                     "seconds": MetadataValue.float(round(seconds, 3)),
+                    "seconds_by_phase": MetadataValue.json(phases.seconds),
                     "users": MetadataValue.int(int(health["users"])),
                     "new_users": MetadataValue.int(int(info["new_users"])),
                     "merges": MetadataValue.int(int(info["merges"])),

@@ -61,6 +61,14 @@ def test_first_run_full_then_incremental_then_blocked_by_max_user_size(brand):
     evaluation = _check_result(first)
     assert evaluation.passed and evaluation.asset_key == AssetKey(["identity", "record_map"])
     assert "size_distribution" in evaluation.metadata
+    (record_map_event,) = [
+        event.event_specific_data.materialization
+        for event in first.all_events
+        if event.event_type_value == "ASSET_MATERIALIZATION"
+        and event.event_specific_data.materialization.asset_key == AssetKey(["identity", "record_map"])
+    ]
+    phases = record_map_event.metadata["seconds_by_phase"].value
+    assert list(phases) == ["read", "resolve", "stage", "write"] and all(s >= 0 for s in phases.values())
     with duckdb.connect(str(brand.database), read_only=True) as con:
         runs = con.sql("select run_id, mode from identity.runs order by run_id").fetchall()
         users = con.sql("select source, record_id, user_id from identity.record_map order by all").fetchall()
