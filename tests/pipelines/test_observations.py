@@ -75,7 +75,11 @@ def test_sql_reads_identifiers_scopes_lists_and_suffixes():
     con.execute(
         "create table raw.wecom_contacts as select * from (values "
         "('wm1/staff', '[\"13900000001\", \"13900000002\"]', timestamp '2025-02-01 00:00:00'),"
-        "('wm2/staff', null, timestamp '2025-02-01 00:00:00')"
+        "('wm2/staff', null, timestamp '2025-02-01 00:00:00'),"
+        "('wm3/staff', '[null]', timestamp '2025-02-02 00:00:00'),"
+        "('wm4/staff', '[]', timestamp '2025-02-03 00:00:00'),"
+        "('wm5/staff', '[]', timestamp '2025-02-04 00:00:00'),"  # a number on only one of its two exports
+        "('wm5/staff', '[\"13900000005\"]', timestamp '2025-02-05 00:00:00')"
         ") t(record_id, remark_mobiles, added_at)"
     )
     specs = parse_record_specs(_spec())
@@ -99,19 +103,24 @@ def test_sql_reads_identifiers_scopes_lists_and_suffixes():
         ("orders", "o1", "phone", "", "13912345678", "weak"),
         ("wecom_contacts", "wm1/staff/x", "phone", "", "13900000001", "strong"),
         ("wecom_contacts", "wm1/staff/x", "phone", "", "13900000002", "strong"),
+        ("wecom_contacts", "wm5/staff/x", "phone", "", "13900000005", "strong"),
     ]
     # the same identifier seen twice on one record keeps its earliest time
     assert str(rows[0][5]) == "2025-01-01 09:00:00"
     records = con.sql(records_sql(specs) + " order by all").fetchall()
     assert [row[:2] for row in records] == [
         ("orders", "o1"), ("orders", "o2"), ("wecom_contacts", "wm1/staff/x"), ("wecom_contacts", "wm2/staff/x"),
+        ("wecom_contacts", "wm3/staff/x"), ("wecom_contacts", "wm4/staff/x"), ("wecom_contacts", "wm5/staff/x"),
     ]
+    assert [row[3] for row in records] == [True, False, True, False, False, False, True]
     # what resolution is given: the observations, plus one empty weak phone for each record with no identifier
     given = con.sql(input_observations_sql(specs) + " order by all").fetchall()
     assert [row for row in given if row[4] is not None] == rows
     assert [row for row in given if row[4] is None] == [
         ("orders", "o2", "phone", "", None, datetime(2025, 1, 3, 10), "weak"),
         ("wecom_contacts", "wm2/staff/x", "phone", "", None, datetime(2025, 2, 1), "weak"),
+        ("wecom_contacts", "wm3/staff/x", "phone", "", None, datetime(2025, 2, 2), "weak"),
+        ("wecom_contacts", "wm4/staff/x", "phone", "", None, datetime(2025, 2, 3), "weak"),
     ]
 
 
