@@ -258,37 +258,34 @@ def test_source_asset_keys_for_dagster(dbt_parse):
     assert AssetKey(["staging", "stg_shop__orders"]) in model_keys
 
 
+def _generic_test_on(dbt_build, test_name: str, model: str, rows: str) -> tuple[int, list[tuple]]:
+    """(failing rows of the built model, failing rows when the test reads `rows` instead): the compiled test
+    of this name, run on the model and on a probe relation made from it."""
+    node = next(r.node for r in dbt_build.result.result.results if str(r.node.name).startswith(test_name))
+    sql = node.compiled_code
+    relation = next(part for part in sql.split() if part.endswith(f'"staging"."{model}"'))
+    passing = dbt_build.query(f"select count(*) from ({sql})")[0][0]
+    return passing, dbt_build.query(f"select * from ({sql.replace(relation, f'({rows})')}) order by all")
+
+
 def test_primary_key_test_fails_on_a_repeated_and_a_missing_key(dbt_build):
     # The generic test replaces unique + not_null on the staging keys: it must catch what both caught.
-    node = next(
-        r.node for r in dbt_build.result.result.results
-        if str(r.node.name).startswith("primary_key_stg_crm__members_member_id")
-    )
-    sql = node.compiled_code
-    relation = next(part for part in sql.split() if part.endswith('"staging"."stg_crm__members"'))
-    passing = dbt_build.query(f"select count(*) from ({sql})")[0][0]
-    probe = (
-        "(select * from staging.stg_crm__members"
+    passing, failing = _generic_test_on(
+        dbt_build, "primary_key_stg_crm__members_member_id", "stg_crm__members",
+        "select * from staging.stg_crm__members"
         " union all (select * from staging.stg_crm__members order by member_id limit 1)"
-        " union all (select * replace (null as member_id) from staging.stg_crm__members limit 1))"
+        " union all (select * replace (null as member_id) from staging.stg_crm__members limit 1)",
     )
-    failing = dbt_build.query(f"select member_id, n_rows from ({sql.replace(relation, probe)}) order by member_id")
     first = dbt_build.query("select min(member_id) from staging.stg_crm__members")[0][0]
     assert passing == 0
     assert failing == [(first, 2), (None, 1)]
 
 
 def test_not_null_columns_test_names_the_missing_column(dbt_build):
-    node = next(
-        r.node for r in dbt_build.result.result.results
-        if str(r.node.name).startswith("not_null_columns_stg_shop__orders")
+    passing, failing = _generic_test_on(
+        dbt_build, "not_null_columns_stg_shop__orders", "stg_shop__orders",
+        "select * from staging.stg_shop__orders"
+        " union all (select * replace (null as user_id) from staging.stg_shop__orders limit 1)",
     )
-    sql = node.compiled_code
-    relation = next(part for part in sql.split() if part.endswith('"staging"."stg_shop__orders"'))
-    probe = (
-        "(select * from staging.stg_shop__orders"
-        " union all (select * replace (null as user_id) from staging.stg_shop__orders limit 1))"
-    )
-    assert dbt_build.query(f"select count(*) from ({sql})")[0][0] == 0
-    failing = dbt_build.query(f"select * from ({sql.replace(relation, probe)})")
+    assert passing == 0
     assert failing == [(False, False, True, False, False)]  # platform, order_id, user_id, order_status, net_amount
