@@ -249,7 +249,7 @@ def stage_state(
 
 
 # The high-cardinality text of the two largest tables is stored with zstd. DuckDB's default for text (dict_fsst)
-# spent twice the time on it: `links` at 26M rows took 92 s against 52 s, for a file of 1.67 GB against 1.77 GB.
+# spent nearly twice the time on it: `links` at 26M rows took 92 s against 52 s, for 1.67 GB against 1.77 GB.
 # Both tables are rewritten every run and read rarely (explain, incremental runs, forget).
 ZSTD_COLUMNS = {
     "links": ("record_id", "id_value", "link_value", "user_id"),
