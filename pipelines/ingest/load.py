@@ -131,7 +131,7 @@ def _insert_frame(con, table: str, frame: pl.DataFrame, columns: list[str]) -> N
     view = "__oneid_ingest_batch"
     # One Arrow batch per insert: a frame glued from many typed chunks would reach DuckDB as many small
     # batches, which its parallel insert writes as partial row groups that the next checkpoint reads back
-    # and compresses again (6M login rows: 45 s of insert and checkpoint, 15 s after rechunking).
+    # and compresses again (6M login rows: 47 s of insert and checkpoint, 18 s after rechunking).
     frame = frame.rechunk()
     # Arrow string views: zero-copy from polars, and DuckDB ingests them faster than large_string.
     con.register(view, frame.to_arrow(compat_level=pl.CompatLevel.newest()))
