@@ -509,15 +509,11 @@ def _exploded_via_element_text(lines: list[bytes], numbers: list[int], layout: L
     if schemas is None:
         return None
     outer, element = schemas
-    data = b"\n".join(lines)
-    if _STRING_LIKE_OBJECT.search(data):
+    if any(_STRING_LIKE_OBJECT.search(line) for line in lines):
         return None
     try:
-        df = pl.read_ndjson(io.BytesIO(data), schema=outer)
+        df = _parse_ndjson(lines, outer)  # raises on a malformed line or a record count that does not match
     except Exception:
-        return None
-    del data
-    if df.height != len(lines):
         return None
     df = _explode_records(df.with_columns(pl.Series(ROW, numbers, dtype=pl.Int64)), layout, exploded)
     texts = df.get_column(EXPLODED)
