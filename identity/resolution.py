@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import importlib.util
 import re
 import time
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ import polars as pl
 from identity.config import IdentityConfig
 from identity.engine import greedy_union
 from identity.normalize import BLOCK_REASONS, OUTPUT_COLUMNS, normalize_observations, phone_hashes
-from identity.privacy import keyed_hashes
+from identity.privacy import hash_engine, keyed_hash_series
 
 RECORD_MAP_SCHEMA = {"source": pl.String, "record_id": pl.String, "user_id": pl.String}
 ID_MAP_SCHEMA = {"id_type": pl.String, "scope": pl.String, "id_value": pl.String, "user_id": pl.String}
@@ -202,9 +201,10 @@ def user_id_for(anchor: str, key: bytes | None = None) -> str:
     return "u_" + digest[:16]
 
 
-def user_ids_for(anchors: list[str], key: bytes | None = None) -> list[str]:
-    """`user_id_for` of each anchor, computed in bulk."""
-    return ["u_" + digest[:16] for digest in keyed_hashes(key, anchors)]
+def user_ids_for(anchors: "pl.Series | list[str]", key: bytes | None = None) -> pl.Series:
+    """`user_id_for` of each anchor, computed in bulk (`identity.privacy.keyed_hash_series`): a String Series."""
+    digests = keyed_hash_series(key, pl.Series("anchor", anchors, dtype=pl.String))
+    return ("u_" + digests.str.slice(0, 16)).alias("user_id")
 
 
 def priority_ranks(listed: tuple[str, ...] | list[str], present: list[str]) -> dict[str, int]:
@@ -399,10 +399,8 @@ def _digest_phones(phones: pl.Series, digests: set[str], engine: str = "auto") -
     Python loop; both give the same digests of the same ASCII text (tested).
     """
     by_length = {length: sorted(d for d in digests if len(d) == length) for length in (32, 64)}
-    if engine == "auto":
-        engine = "duckdb" if importlib.util.find_spec("duckdb") is not None else "python"
     found: dict[str, str] = {}
-    if engine == "duckdb":
+    if hash_engine(engine) == "duckdb":
         import duckdb
 
         with duckdb.connect() as con:
@@ -773,7 +771,7 @@ def resolve(
         pl.lit(None, dtype=pl.Datetime("us")).alias("first_seen"),
     )
     users = pl.concat([anchored, bare.cast(anchored.schema)])
-    user_ids = pl.Series("user_id", user_ids_for(users["anchor"].to_list(), id_key), pl.String)
+    user_ids = user_ids_for(users["anchor"], id_key)
     # "u_" + 16 hex digits: text order is the order of the 64-bit number, sorted as two 32-bit halves
     halves = [user_ids.str.slice(start, 8).str.to_integer(base=16).to_numpy().astype(np.uint64) for start in (2, 10)]
     id_number = (halves[0] << np.uint64(32)) | halves[1]

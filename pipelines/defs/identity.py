@@ -31,7 +31,7 @@ from dagster import (
 from dagster_duckdb import DuckDBResource
 
 import identity
-from identity.privacy import demo_key_notice, hmac_key, identity_key_text, keyed_hashes, mask_phone
+from identity.privacy import demo_key_notice, hmac_key, identity_key_text, keyed_hash_series, mask_phone
 from identity.health import graph_health, markdown
 from identity.state import (
     HISTORY_SCHEMA,
@@ -69,12 +69,13 @@ ATTEMPT_TABLE = "last_attempt"
 def phone_keys(id_map: pl.DataFrame, key: bytes) -> pl.DataFrame:
     """What analysts may see of a phone: masked, and keyed-hashed so lists can be matched without the number."""
     phones = id_map.filter(pl.col("id_type") == "phone").select("user_id", "id_value").sort("user_id", "id_value")
-    values = phones["id_value"].to_list()
+    # the value comes last in the hashed text, so one prefix serves every phone
+    key_texts = identity_key_text("phone", "", "") + phones["id_value"]
     return pl.DataFrame(
         {
             "user_id": phones["user_id"],
-            "phone_masked": [mask_phone(v) for v in values],
-            "phone_hmac": keyed_hashes(key, [identity_key_text("phone", "", v) for v in values]),
+            "phone_masked": [mask_phone(v) for v in phones["id_value"].to_list()],
+            "phone_hmac": keyed_hash_series(key, key_texts),
         },
         schema={"user_id": pl.String, "phone_masked": pl.String, "phone_hmac": pl.String},
     )

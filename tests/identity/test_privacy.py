@@ -6,6 +6,7 @@ import csv
 import hashlib
 import hmac
 
+import polars as pl
 import pytest
 
 from identity.privacy import (
@@ -14,9 +15,11 @@ from identity.privacy import (
     KEY_ENV,
     MissingKeyError,
     ad_platform_hash,
+    hash_engine,
     hmac_key,
     identity_hmac,
     identity_key_text,
+    keyed_hash_series,
     keyed_hashes,
     mask_phone,
     spreadsheet_safe,
@@ -72,7 +75,26 @@ def test_bulk_hashes_equal_one_at_a_time():
     assert keyed_hashes(None, texts) == [hashlib.sha256(t.encode()).hexdigest() for t in texts]
     assert keyed_hashes(key, [identity_key_text("phone", None, "139")]) == [identity_hmac(key, "phone", "", "139")]
     for k in (key, None):
-        assert user_ids_for(texts, k) == [user_id_for(t, k) for t in texts]
+        assert user_ids_for(texts, k).to_list() == [user_id_for(t, k) for t in texts]
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "python"])
+@pytest.mark.parametrize("key", [None, b"k" * 32, b"short", b"b" * 64, b"L" * 65, DEMO_KEY.encode()])
+def test_keyed_hash_series_is_hmac_sha256(engine, key):
+    # DuckDB spells HMAC out from two sha256 calls: every key length around the 64-byte block, nulls, non-ASCII
+    texts = pl.Series(["phone\t\t13912345678", None, "", "中文 ünï", "x" * 200])
+    expected = [
+        None if t is None else hmac.new(key, t.encode(), hashlib.sha256).hexdigest() if key else
+        hashlib.sha256(t.encode()).hexdigest()
+        for t in texts
+    ]
+    assert keyed_hash_series(key, texts, engine).to_list() == expected
+
+
+def test_hash_engine_names():
+    assert hash_engine("python") == "python" and hash_engine("auto") == "duckdb"
+    with pytest.raises(ValueError, match="duckdb or python"):
+        hash_engine("spark")
 
 
 def test_masking_and_ad_platform_hashes():

@@ -104,3 +104,25 @@ def test_first_run_full_then_incremental_then_blocked_by_max_user_size(brand):
         kept = con.sql("select source, record_id, user_id from identity.record_map order by all").fetchall()
     assert runs == 2  # the failed run left the published state alone
     assert candidate == len(users) and kept == users
+
+
+def test_phone_keys_mask_and_hmac_each_usable_phone():
+    import polars as pl
+
+    from identity.privacy import identity_hmac, mask_phone
+    from pipelines.defs.identity import phone_keys
+
+    key = b"k" * 32
+    id_map = pl.DataFrame(
+        {
+            "id_type": ["phone", "openid", "phone", "phone"],
+            "scope": ["", "wxapp", "", ""],
+            "id_value": ["13912345678", "oAbc", "18600001111", "13700002222"],
+            "user_id": ["u_b", "u_a", "u_a", "u_b"],
+        }
+    )
+    keys = phone_keys(id_map, key)
+    assert keys.rows() == [
+        (user, mask_phone(phone), identity_hmac(key, "phone", "", phone))
+        for user, phone in [("u_a", "18600001111"), ("u_b", "13700002222"), ("u_b", "13912345678")]
+    ]
