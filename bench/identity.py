@@ -15,6 +15,10 @@ process so that the peak RSS printed is that method's alone:
   incremental_records
                the same with a batch of 1% of the records, whole (every row of each), drawn at random: new
                orders, followers, contacts of people the state mostly knows already, like a daily delta
+  incremental_saved
+               incremental_records persisted as the pipeline does it: the full run saved to a DuckDB file
+               (save_state), loaded back (load_state), the batch run and saved as a delta (save_changes); each
+               step's seconds, and save_state of the same incremental run on a copy of the file for comparison
   scipy        DuckDB factorizes record and identity keys to integers, scipy.sparse.csgraph.connected_components
   duckdb_cte   the same factorization, then a recursive CTE `USING KEY (node)` propagating the minimum label
   networkx     the same factorization, then networkx.connected_components (skipped above --networkx-limit)
@@ -35,6 +39,7 @@ import hashlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,7 +57,9 @@ import polars as pl  # noqa: E402
 import identity  # noqa: E402
 
 LINKS_PER_RECORD = 2.3  # what the record mix below yields on average; used to size the input
-METHODS = ("floor", "engine", "incremental", "incremental_records", "scipy", "duckdb_cte", "networkx")
+METHODS = (
+    "floor", "engine", "incremental", "incremental_records", "incremental_saved", "scipy", "duckdb_cte", "networkx"
+)
 
 
 def _rss_mb() -> float:
@@ -222,7 +229,8 @@ def method_engine(path: str) -> dict:
     }
 
 
-def method_incremental(path: str, whole_records: bool = False) -> dict:
+def _warm_and_split(path: str, whole_records: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the other 99%, the 1% batch) of the observations, after warming up the incremental path."""
     from identity.state import run
 
     # warm-up, as for the engine: numba's cached kernel, and the imports of the incremental path (DuckDB, scipy)
@@ -237,7 +245,13 @@ def method_incremental(path: str, whole_records: bool = False) -> dict:
         batch_mask = observations.select(record.is_in(chosen.select(record).to_series().implode())).to_series()
     else:
         batch_mask = pl.Series(rng.random(observations.height) < 0.01)
-    rest, batch = observations.filter(~batch_mask), observations.filter(batch_mask)
+    return observations.filter(~batch_mask), observations.filter(batch_mask)
+
+
+def method_incremental(path: str, whole_records: bool = False) -> dict:
+    from identity.state import run
+
+    rest, batch = _warm_and_split(path, whole_records)
     rss = _rss_mb()
     clock, cpu = time.perf_counter(), time.process_time()
     first = run(rest)
@@ -261,6 +275,47 @@ def method_incremental(path: str, whole_records: bool = False) -> dict:
 
 def method_incremental_records(path: str) -> dict:
     return method_incremental(path, whole_records=True)
+
+
+def method_incremental_saved(path: str) -> dict:
+    import duckdb
+
+    from identity.state import load_state, run, save_changes, save_state
+
+    rest, batch = _warm_and_split(path, whole_records=True)
+    rss = _rss_mb()
+    seconds: dict[str, float] = {}
+
+    def timed(name, step):
+        clock = time.perf_counter()
+        value = step()
+        seconds[name] = round(time.perf_counter() - clock, 2)
+        return value
+
+    with tempfile.TemporaryDirectory(prefix="oneid_bench_state_") as tmp:
+        database, copy = str(Path(tmp) / "state.duckdb"), str(Path(tmp) / "copy.duckdb")
+        first = timed("full_run", lambda: run(rest))
+        with duckdb.connect(database) as con:
+            timed("save_state", lambda: save_state(con, first.state, scratch=tmp))
+        del first
+        with duckdb.connect(database) as con:
+            state = timed("load_state", lambda: load_state(con))
+        second = timed("incremental_run", lambda: run(batch, state=state, incremental=True))
+        del state
+        shutil.copy(database, copy)
+        with duckdb.connect(database) as con:
+            timed("save_changes", lambda: save_changes(con, second.state, second.changes))
+        with duckdb.connect(copy) as con:
+            timed("save_state_of_incremental", lambda: save_state(con, second.state, scratch=tmp))
+        sizes = {name: os.path.getsize(file) / 1e9 for name, file in (("delta", database), ("whole", copy))}
+    return {
+        "seconds": seconds["incremental_run"] + seconds["save_changes"],
+        "rss_before_mb": rss,
+        "phases": seconds,
+        "result": f"incremental run + save_changes; full run + save_state "
+        f"{seconds['full_run'] + seconds['save_state']:.1f}s; file {sizes['delta']:.2f} GB after the delta, "
+        f"{sizes['whole']:.2f} GB rewritten whole; {second.run['resolved_records']:,} records re-resolved",
+    }
 
 
 def method_scipy(path: str) -> dict:

@@ -35,14 +35,17 @@ def _resolve(args: argparse.Namespace) -> int:
     if args.state:
         import duckdb
 
-        from identity.state import load_state, run, save_state
+        from identity.state import load_state, run, save_changes, save_state
 
         with duckdb.connect(args.state) as con:
             previous = load_state(con)
             result = run(
                 read_table(args.observations), config, previous, incremental=args.incremental, engine=args.engine
             )
-            save_state(con, result.state)
+            if result.changes is not None:
+                save_changes(con, result.state, result.changes)  # the touched users' rows, not every table
+            else:
+                save_state(con, result.state)
         resolution = result.resolution
         info = result.run
         print(

@@ -152,12 +152,31 @@ def as_input(normalized: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+@dataclass(frozen=True)
+class StateChanges:
+    """What an incremental run changed in the state it was given, so that the state can be saved as a delta
+    (`save_changes`) instead of every table again.
+
+    The rows of `users` (previous user ids: the touched components) in the user-keyed tables (record_map, id_map,
+    rejected_links, users, links) and the observations of `records` (source, record_id) are replaced by `added`,
+    the re-resolved part; `registry` holds the `user_ids` rows this run created or retired; `blocked_values` is
+    written whole (one row per blocked value); `merge_log` and `runs` get this run's rows.
+    """
+
+    base_run_id: int  # the run that wrote the state this changes: the database must still hold exactly that
+    users: pl.DataFrame
+    records: pl.DataFrame
+    added: dict[str, pl.DataFrame]
+    registry: pl.DataFrame
+
+
 @dataclass
 class RunResult:
     resolution: Resolution  # with the stable ids
     state: State  # the new state, to save
     run: dict  # this run's row of `runs`
     events: pl.DataFrame  # this run's rows of the merge log
+    changes: StateChanges | None = None  # incremental runs: the delta from the state given (see save_changes)
 
 
 # ---------------------------------------------------------------------------------------------- persistence
@@ -323,6 +342,78 @@ def save_state(
     """
     with tempfile.TemporaryDirectory(prefix="oneid-state-", dir=scratch) as folder:
         load_staged(con, stage_state(state, folder, latest_schema, history_schema, extra))
+
+
+USER_KEYED_TABLES = ("record_map", "id_map", "rejected_links", "users", "links")
+
+
+class StaleStateError(RuntimeError):
+    """The database no longer holds the state an incremental run started from, so its changes cannot apply."""
+
+
+def save_changes(
+    con,
+    state: State,
+    changes: StateChanges,
+    latest_schema: str = LATEST_SCHEMA,
+    history_schema: str = HISTORY_SCHEMA,
+    extra: dict[str, pl.DataFrame] | None = None,
+) -> dict[str, int]:
+    """Writes an incremental run as a delta, in one transaction: deletes the replaced rows (by user id, and the
+    observations by record) and inserts the re-resolved part, instead of rewriting every table (`save_state`).
+    The database must hold the state the run was given (checked: its last run is `changes.base_run_id`), and
+    then ends up holding `state`. `extra`: user-keyed tables derived from the state (phone_keys), given as the
+    rows of the re-resolved users only. Returns the rows each written table holds afterwards.
+    """
+    last = None
+    if _exists(con, history_schema, "runs"):
+        last = con.sql(f'select max(run_id) from "{history_schema}"."runs"').fetchall()[0][0]
+    if last != changes.base_run_id:
+        raise StaleStateError(
+            f"the state in the database is at run {last}, this run's changes apply to run {changes.base_run_id}"
+        )
+    frames = {
+        "changed_users": changes.users.select("user_id"),
+        "changed_records": changes.records.select(RECORD_KEY),
+        "new_events": state.merge_log.filter(pl.col("run_id") == state.last_run["run_id"]),
+        "new_run": state.runs.filter(pl.col("run_id") == state.last_run["run_id"]),
+        "new_registry": changes.registry,
+        "new_blocked_values": state.blocked_values,
+        **{f"new_{name}": frame for name, frame in changes.added.items()},
+        **{f"new_{name}": frame for name, frame in (extra or {}).items()},
+    }
+    user_keyed = [(latest_schema, name) for name in [*USER_KEYED_TABLES, *(extra or {})]]
+    con.execute("begin transaction")
+    try:
+        for view, frame in frames.items():
+            con.register(view, frame.to_arrow())
+        for schema, name in user_keyed:
+            con.execute(f'delete from "{schema}"."{name}" where user_id in (select user_id from changed_users)')
+            con.execute(f'insert into "{schema}"."{name}" by name select * from new_{name}')
+        target = f'"{latest_schema}"."observations"'
+        con.execute(
+            f"delete from {target} using changed_records c "
+            f"where {target}.source = c.source and {target}.record_id = c.record_id"
+        )
+        con.execute(f"insert into {target} by name select * from new_observations")
+        con.execute(f'delete from "{latest_schema}"."blocked_values"')
+        con.execute(f'insert into "{latest_schema}"."blocked_values" by name select * from new_blocked_values')
+        registry = f'"{history_schema}"."user_ids"'
+        con.execute(f"delete from {registry} where user_id in (select user_id from new_registry)")
+        con.execute(f"insert into {registry} by name select * from new_registry")
+        for schema in (history_schema, latest_schema):
+            con.execute(f'insert into "{schema}"."merge_log" by name select * from new_events')
+            con.execute(f'insert into "{schema}"."runs" by name select * from new_run')
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    finally:
+        for view in frames:
+            con.unregister(view)
+    written = [(latest_schema, name) for name in [*LATEST_TABLES, *(extra or {})]]
+    written += [(history_schema, name) for name in HISTORY_TABLES]
+    return {name: con.sql(f'select count(*) from "{schema}"."{name}"').fetchall()[0][0] for schema, name in written}
 
 
 # ---------------------------------------------------------------------------------------------- stable ids
@@ -891,6 +982,7 @@ def run(
         prev = {"id_map": state.id_map, "record_map": state.record_map, "users": state.users}
         issued = registry = state.user_ids
 
+    changes = None  # a full run is saved whole
     if not incremental:
         res = resolve(observations, config, engine=engine, links=True, id_key=id_key)
         stable, events, update = assign_stable_ids(
@@ -961,6 +1053,20 @@ def run(
             "users": pl.concat([keep("users", by_user["users"]), stable.users]),
             "links": pl.concat([keep("links", by_user["links"]), links_frame(stable.links)]),
         }
+        changes = StateChanges(
+            base_run_id=last["run_id"],
+            users=users,
+            records=old_records.select(RECORD_KEY),
+            added={
+                "observations": tables["observations"].tail(stable.observations.height),
+                "record_map": stable.record_map,
+                "id_map": stable.id_map,
+                "rejected_links": stable.rejected_links,
+                "users": stable.users,
+                "links": tables["links"].tail(stable.links.height),
+            },
+            registry=update.select("user_id"),  # the rows themselves once the registry is updated, below
+        )
         n_observations = state.observations.height + observations.height
         batch_rows, resolved = observations.height, redo.height
         stats = _stats(tables, {})
@@ -1002,4 +1108,7 @@ def run(
         users=tables["users"],
         links=tables["links"],
     )
-    return RunResult(resolution=resolution, state=new_state, run=run_row, events=events)
+    if changes is not None:
+        ids = changes.registry["user_id"].unique().implode()
+        changes = dataclasses.replace(changes, registry=new_state.user_ids.filter(pl.col("user_id").is_in(ids)))
+    return RunResult(resolution=resolution, state=new_state, run=run_row, events=events, changes=changes)

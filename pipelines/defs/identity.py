@@ -40,6 +40,7 @@ from identity.state import (
     load_staged,
     load_state,
     run,
+    save_changes,
     stage_state,
     write_table,
 )
@@ -152,11 +153,14 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
     del given, state
     health = graph_health(result.state.tables(), result.run, result.events, max_user_size=config.max_user_size)
     published = health["passed"]
-    keys = phone_keys(result.state.tables()["id_map"], key)
+    # A published incremental run writes only what it changed (the touched users' rows and the records it
+    # re-resolved) instead of every table of the state again.
+    changes = result.changes if published else None
+    keys = phone_keys(changes.added["id_map"] if changes else result.state.tables()["id_map"], key)
     info, stats = result.run, result.resolution.stats
     phases.lap("resolve")
     with tempfile.TemporaryDirectory(prefix="oneid-state-", dir=scratch_dir) as scratch:
-        if published:
+        if published and changes is None:
             # Staged to Parquet, then the frames dropped before DuckDB takes them in: its insert would otherwise
             # grow the process on top of the state it is given (docs/identity.md, "Implementation and performance").
             staged = stage_state(result.state, scratch, extra={PHONE_KEYS: keys})
@@ -164,12 +168,15 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
             del result, keys
             release_free_memory()
             phases.lap("stage")
-        else:
+        elif not published:
             candidate = {**result.state.tables(), PHONE_KEYS: keys}
             rows = {name: frame.height for name, frame in candidate.items()}
         with warehouse.get_connection() as con:
             crash_point("identity:before_publish")
-            if published:
+            if changes is not None:
+                rows = save_changes(con, result.state, changes, extra={PHONE_KEYS: keys})
+                crash_point("identity:after_publish")
+            elif published:
                 load_staged(con, staged)
                 crash_point("identity:after_publish")
             else:

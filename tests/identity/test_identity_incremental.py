@@ -219,3 +219,78 @@ def test_phone_digests_agree_between_duckdb_and_python():
     expected = {k for k in range(0, 300, 3) if k % 7 == 0} | {k for k in range(0, 300, 5) if k % 7 == 0}
     assert sorted(set(by_python.values())) == sorted(f"139{k:08d}" for k in expected)
     assert _digest_phones(phones, set(), "duckdb") == _digest_phones(phones.clear(), wanted, "duckdb") == {}
+
+
+def _saved_tables(database) -> dict[str, pl.DataFrame]:
+    import duckdb
+
+    from identity.state import load_state
+
+    with duckdb.connect(str(database)) as con:
+        state = load_state(con)
+        published = {name: con.sql(f"select * from identity.{name}").pl() for name in ("merge_log", "runs")}
+    return {**state.tables(), **{f"published_{name}": frame for name, frame in published.items()}}
+
+
+def _assert_saved_as(database, state) -> None:
+    from identity.resolution import links_frame
+
+    saved = _saved_tables(database)
+    expected = {**state.tables(), "published_merge_log": state.merge_log, "published_runs": state.runs}
+    for name, want in expected.items():
+        got = saved[name]
+        assert canonical(got).equals(canonical(links_frame(want).cast(got.schema))), name
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_incremental_runs_saved_as_changes_equal_their_state(tmp_path, seed):
+    import duckdb
+
+    from identity.state import save_changes, save_state
+
+    rng = random.Random(2000 + seed)
+    config = random_config(rng)
+    rows = [row for graph in range(80) for row in random_graph(rng, graph)]
+    rng.shuffle(rows)
+    cut = int(len(rows) * 0.8)
+    database = tmp_path / "state.duckdb"
+    first = run(frame(rows[:cut]), config)
+    with duckdb.connect(str(database)) as con:
+        save_state(con, first.state)
+    second = run(frame(rows[cut:]), config, first.state, incremental=True)
+    # a second batch with graphs of its own and more rows of old ones: merges, splits, new users
+    more = [row for graph in range(70, 90) for row in random_graph(rng, graph)]
+    third = run(frame(more), config, second.state, incremental=True)
+    assert third.changes.base_run_id == 2 and third.changes.users.height < third.state.users.height
+    with duckdb.connect(str(database)) as con:
+        written = save_changes(con, second.state, second.changes)
+    assert written["record_map"] == second.state.record_map.height
+    _assert_saved_as(database, second.state)
+    with duckdb.connect(str(database)) as con:
+        save_changes(con, third.state, third.changes)
+    _assert_saved_as(database, third.state)
+    assert run(frame(rows), config).changes is None  # a full run has no delta: it is saved whole
+
+
+def test_changes_apply_only_to_the_state_they_came_from_and_fail_whole(tmp_path):
+    import duckdb
+
+    from identity.state import StaleStateError, save_changes, save_state
+
+    rng = random.Random(7)
+    config = random_config(rng)
+    rows = [row for graph in range(30) for row in random_graph(rng, graph)]
+    database = tmp_path / "state.duckdb"
+    first = run(frame(rows[:-20]), config)
+    second = run(frame(rows[-20:]), config, first.state, incremental=True)
+    with duckdb.connect(str(database)) as con:
+        save_state(con, first.state)
+        # an extra table that does not exist: the transaction fails part-way, after the tables above it changed
+        with pytest.raises(duckdb.Error):
+            save_changes(con, second.state, second.changes, extra={"missing_table": second.state.id_map})
+    _assert_saved_as(database, first.state)
+    with duckdb.connect(str(database)) as con:
+        save_changes(con, second.state, second.changes)
+        with pytest.raises(StaleStateError, match="at run 2, this run's changes apply to run 1"):
+            save_changes(con, second.state, second.changes)
+    _assert_saved_as(database, second.state)

@@ -10,10 +10,12 @@ import duckdb
 import pytest
 from dagster import AssetKey, materialize
 
+from identity import load_config
 from identity.privacy import hmac_key
 from identity.resolution import user_id_for
+from identity.state import load_state, run
 
-from pipelines.defs.identity import identity_checks, identity_graph_health, identity_resolution
+from pipelines.defs.identity import identity_checks, identity_graph_health, identity_resolution, phone_keys
 from pipelines.defs.ingest import raw_assets
 from pipelines.defs.resources import build_resources
 from pipelines.settings import DATABASE_ENV, REPO_ROOT, Settings
@@ -55,19 +57,30 @@ def test_check_is_registered():
     assert identity_graph_health in identity_checks
 
 
-def test_first_run_full_then_incremental_then_blocked_by_max_user_size(brand):
+def _record_map_metadata(result):
+    (event,) = [
+        event.event_specific_data.materialization
+        for event in result.all_events
+        if event.event_type_value == "ASSET_MATERIALIZATION"
+        and event.event_specific_data.materialization.asset_key == AssetKey(["identity", "record_map"])
+    ]
+    return event.metadata
+
+
+def test_first_run_full_then_incremental_then_blocked_by_max_user_size(brand, tmp_path):
+    # the CRM export lands after the first run, as the next day's drop would: new records, linking to users
+    later = sorted(brand.landing_dir.glob("crm_members/*"))
+    assert later
+    held = tmp_path / "held"
+    for path in later:
+        (held / path.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.move(path, held / path.parent.name / path.name)
     first = _materialize(brand, [*raw_assets, identity_resolution, identity_graph_health])
     assert first.success
     evaluation = _check_result(first)
     assert evaluation.passed and evaluation.asset_key == AssetKey(["identity", "record_map"])
     assert "size_distribution" in evaluation.metadata
-    (record_map_event,) = [
-        event.event_specific_data.materialization
-        for event in first.all_events
-        if event.event_type_value == "ASSET_MATERIALIZATION"
-        and event.event_specific_data.materialization.asset_key == AssetKey(["identity", "record_map"])
-    ]
-    phases = record_map_event.metadata["seconds_by_phase"].value
+    phases = _record_map_metadata(first)["seconds_by_phase"].value
     assert list(phases) == ["read", "resolve", "stage", "write"] and all(s >= 0 for s in phases.values())
     with duckdb.connect(str(brand.database), read_only=True) as con:
         runs = con.sql("select run_id, mode from identity.runs order by run_id").fetchall()
@@ -90,19 +103,42 @@ def test_first_run_full_then_incremental_then_blocked_by_max_user_size(brand):
     assert runs[-1] == (2, "incremental", 0, 0)
     assert again == users
 
+    # the next drop: an incremental run with a batch, written as a delta (no staging of every table)
+    for path in later:
+        shutil.move(held / path.parent.name / path.name, path)
+    third = _materialize(brand, [*raw_assets, identity_resolution, identity_graph_health])
+    assert third.success and _check_result(third).passed
+    metadata = _record_map_metadata(third)
+    assert list(metadata["seconds_by_phase"].value) == ["read", "resolve", "write"]
+    with duckdb.connect(str(brand.database), read_only=True) as con:
+        info = con.sql("select mode, resolved_records, records from identity.runs where run_id = 3").fetchall()[0]
+        state = load_state(con)
+        saved_keys = con.sql("select * from identity.phone_keys").pl()
+        published_runs = con.sql("select count(*) from identity.runs").fetchall()[0][0]
+    mode, resolved, records = info
+    assert mode == "incremental" and 0 < resolved < records == state.record_map.height > len(users)
+    assert metadata["rows"].value == records and published_runs == 3
+    # what the delta left equals the state written whole: a full run from it changes no id, and phone_keys
+    # holds every usable phone of id_map
+    rerun = run(state.input_observations(), load_config(brand.config_dir / "identity.yml"), state, id_key=key)
+    assert rerun.run["merges"] == rerun.run["splits"] == rerun.run["new_users"] == 0
+    assert rerun.state.record_map.sort("source", "record_id").equals(state.record_map.sort("source", "record_id"))
+    assert saved_keys.sort(saved_keys.columns).equals(phone_keys(state.id_map, key))
+    users = sorted(state.record_map.rows())
+
     (brand.config_dir / "identity.yml").write_text("max_user_size: 1\n", encoding="utf-8")
     try:
-        third = _materialize(brand, [identity_resolution, identity_graph_health])
+        blocked = _materialize(brand, [identity_resolution, identity_graph_health])
     finally:
         shutil.copy(REPO_ROOT / "config" / "identity.yml", brand.config_dir / "identity.yml")
-    evaluation = _check_result(third)
+    evaluation = _check_result(blocked)
     assert not evaluation.passed
     assert "NOT published" in evaluation.description
     with duckdb.connect(str(brand.database), read_only=True) as con:
         runs = con.sql("select max(run_id) from identity.runs").fetchall()[0][0]
         candidate = con.sql("select count(*) from identity_candidate.record_map").fetchall()[0][0]
         kept = con.sql("select source, record_id, user_id from identity.record_map order by all").fetchall()
-    assert runs == 2  # the failed run left the published state alone
+    assert runs == 3  # the failed run left the published state alone
     assert candidate == len(users) and kept == users
 
 
