@@ -194,6 +194,8 @@ def fetch_frame(con, sql: str) -> "pl.DataFrame":
     with tempfile.TemporaryDirectory(prefix="oneid-fetch-", dir=folder) as scratch:
         path = Path(scratch) / "result.parquet"
         copy_to_parquet(con, sql, path)
+        from identity.state import read_parquet_frame  # polars and the engine only for the readers
+
         return read_parquet_frame(path)
 
 
@@ -208,20 +210,6 @@ def scratch_folder(database: str | None) -> Path | None:
 
 def copy_to_parquet(con, sql: str, path: Path) -> None:
     con.execute(f"copy ({sql}) to '{_sql_path(path)}' (format parquet)")
-
-
-def read_parquet_frame(path: Path) -> "pl.DataFrame":
-    """The file as a polars frame with one chunk per column, read a column at a time.
-
-    One chunk, not one per row group: that is what the identity steps work on without copies (docs/identity.md).
-    A column at a time, because rechunking the whole frame at once holds it twice: at 27M observations the
-    peak is 4.4 GB instead of 6.8 GB.
-    """
-    import polars as pl  # only the readers need polars; the SQL builders above stay import-light
-
-    return pl.DataFrame(
-        [pl.read_parquet(path, columns=[name]).to_series().rechunk() for name in pl.read_parquet_schema(path)]
-    )
 
 
 def _sql_path(path: Path) -> str:

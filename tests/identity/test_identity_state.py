@@ -6,7 +6,7 @@ import pytest
 
 from identity import IdentityConfig, resolve
 from identity.resolution import links_frame
-from identity.config import BlockRule
+from identity.config import BlockRule, ConfigError
 import identity.state as state_module
 from identity.state import load_state, run, save_state, write_table
 
@@ -229,3 +229,30 @@ def test_staged_links_keep_their_text_in_zstd_and_old_files_load_without_it(make
     loaded = load_state(con)
     assert loaded.links.height == links_frame(first.state.links).height
     con.close()
+
+
+def test_a_partial_state_serves_full_runs_only(make_observations, tmp_path):
+    from identity.config import config_from_dict
+    from identity.state import config_hash
+
+    first = run(make_observations(BASE))
+    more = BASE + [("orders", "c1", "phone", "", "13933330000", "2024-03-01 10:00:00")]
+    with duckdb.connect(str(tmp_path / "state.duckdb")) as con:
+        save_state(con, first.state)
+        whole = load_state(con)
+        partial = load_state(con, per_row_tables=False)
+        assert con.sql("select current_setting('memory_limit')").fetchall() != [("1.0 GiB",)]  # put back
+    assert partial.partial and not whole.partial
+    assert partial.observations.height == partial.links.height == 0
+    assert partial.observations.schema == whole.observations.schema and partial.id_map.equals(whole.id_map)
+    with pytest.raises(ValueError, match="without its observations"):
+        run(make_observations(more[-1:]), state=partial, incremental=True)
+    # a full run needs only the maps and the history: the same ids and events as with the whole state
+    from_partial, from_whole = run(make_observations(more), state=partial), run(make_observations(more), state=whole)
+    assert from_partial.state.record_map.equals(from_whole.state.record_map)
+    assert from_partial.events.equals(from_whole.events) and not from_partial.state.partial
+    # how a run is done is not one of the rules: changing it keeps incremental runs possible
+    assert config_from_dict({"incremental_max_observations": 5}).incremental_max_observations == 5
+    assert config_hash(config_from_dict({"incremental_max_observations": None})) == config_hash(IdentityConfig())
+    with pytest.raises(ConfigError, match="incremental_max_observations must be a positive integer or null"):
+        config_from_dict({"incremental_max_observations": 0})

@@ -126,6 +126,21 @@ def test_first_run_full_then_incremental_then_blocked_by_max_user_size(brand, tm
     assert saved_keys.sort(saved_keys.columns).equals(phone_keys(state.id_map, key))
     users = sorted(state.record_map.rows())
 
+    # above incremental_max_observations the state is loaded without its per-row tables: a full run, same ids
+    config_file = brand.config_dir / "identity.yml"
+    config_file.write_text(config_file.read_text(encoding="utf-8") + "\nincremental_max_observations: 10\n")
+    try:
+        lean = _materialize(brand, [identity_resolution, identity_graph_health])
+    finally:
+        shutil.copy(REPO_ROOT / "config" / "identity.yml", config_file)
+    assert lean.success
+    assert "above incremental_max_observations (10)" in _record_map_metadata(lean)["mode"].value
+    with duckdb.connect(str(brand.database), read_only=True) as con:
+        info = con.sql("select mode, merges, splits, new_users from identity.runs where run_id = 4").fetchall()[0]
+        kept = sorted(con.sql("select source, record_id, user_id from identity.record_map").fetchall())
+        observations = con.sql("select count(*) from identity.observations").fetchall()[0][0]
+    assert info == ("full", 0, 0, 0) and kept == users and observations == state.observations.height
+
     (brand.config_dir / "identity.yml").write_text("max_user_size: 1\n", encoding="utf-8")
     try:
         blocked = _materialize(brand, [identity_resolution, identity_graph_health])
@@ -138,7 +153,7 @@ def test_first_run_full_then_incremental_then_blocked_by_max_user_size(brand, tm
         runs = con.sql("select max(run_id) from identity.runs").fetchall()[0][0]
         candidate = con.sql("select count(*) from identity_candidate.record_map").fetchall()[0][0]
         kept = con.sql("select source, record_id, user_id from identity.record_map order by all").fetchall()
-    assert runs == 3  # the failed run left the published state alone
+    assert runs == 4  # the failed run left the published state alone
     assert candidate == len(users) and kept == users
 
 

@@ -7,6 +7,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from identity.state import read_parquet_frame
 from pipelines.observations import (
     ObservationConfigError,
     fetch_frame,
@@ -14,7 +15,6 @@ from pipelines.observations import (
     load_record_specs,
     observations_sql,
     parse_record_specs,
-    read_parquet_frame,
     records_sql,
     scratch_folder,
 )
