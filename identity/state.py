@@ -27,6 +27,7 @@ import json
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -348,24 +349,32 @@ def load_staged(con, staged: StagedState) -> None:
     # Row order is not part of any identity table, and letting DuckDB insert unordered lets it use every core
     # (a quarter less time on the 13M-row tables of 1M persons).
     con.execute("set preserve_insertion_order = false")
+    try:
+        with _transaction(con):
+            for schema, table, files in staged.tables:
+                con.execute(f'create schema if not exists "{schema}"')
+                source = f"read_parquet('{_sql_text(files)}')"
+                zstd = ZSTD_COLUMNS.get(table, ()) if zstd_ok else ()
+                if zstd:
+                    columns = [(row[0], row[1]) for row in con.sql(f"describe select * from {source}").fetchall()]
+                    con.execute(create_table_sql(schema, table, columns, zstd))
+                    con.execute(f'insert into "{schema}"."{table}" select * from {source}')
+                else:
+                    con.execute(f'create or replace table "{schema}"."{table}" as select * from {source}')
+    finally:
+        con.execute("reset preserve_insertion_order")
+
+
+@contextmanager
+def _transaction(con):
+    """One DuckDB transaction: committed when the block ends, rolled back (and the error raised) when it fails."""
     con.execute("begin transaction")
     try:
-        for schema, table, files in staged.tables:
-            con.execute(f'create schema if not exists "{schema}"')
-            source = f"read_parquet('{_sql_text(files)}')"
-            zstd = ZSTD_COLUMNS.get(table, ()) if zstd_ok else ()
-            if zstd:
-                columns = [(row[0], row[1]) for row in con.sql(f"describe select * from {source}").fetchall()]
-                con.execute(create_table_sql(schema, table, columns, zstd))
-                con.execute(f'insert into "{schema}"."{table}" select * from {source}')
-            else:
-                con.execute(f'create or replace table "{schema}"."{table}" as select * from {source}')
+        yield
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
-    finally:
-        con.execute("reset preserve_insertion_order")
 
 
 def _sql_text(text: str) -> str:
@@ -430,31 +439,27 @@ def save_changes(
         **{f"new_{name}": frame for name, frame in (extra or {}).items()},
     }
     user_keyed = [(latest_schema, name) for name in [*USER_KEYED_TABLES, *(extra or {})]]
-    con.execute("begin transaction")
+    for view, frame in frames.items():
+        con.register(view, frame.to_arrow())
     try:
-        for view, frame in frames.items():
-            con.register(view, frame.to_arrow())
-        for schema, name in user_keyed:
-            con.execute(f'delete from "{schema}"."{name}" where user_id in (select user_id from changed_users)')
-            con.execute(f'insert into "{schema}"."{name}" by name select * from new_{name}')
-        target = f'"{latest_schema}"."observations"'
-        con.execute(
-            f"delete from {target} using changed_records c "
-            f"where {target}.source = c.source and {target}.record_id = c.record_id"
-        )
-        con.execute(f"insert into {target} by name select * from new_observations")
-        con.execute(f'delete from "{latest_schema}"."blocked_values"')
-        con.execute(f'insert into "{latest_schema}"."blocked_values" by name select * from new_blocked_values')
-        registry = f'"{history_schema}"."user_ids"'
-        con.execute(f"delete from {registry} where user_id in (select user_id from new_registry)")
-        con.execute(f"insert into {registry} by name select * from new_registry")
-        for schema in (history_schema, latest_schema):
-            con.execute(f'insert into "{schema}"."merge_log" by name select * from new_events')
-            con.execute(f'insert into "{schema}"."runs" by name select * from new_run')
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
+        with _transaction(con):
+            for schema, name in user_keyed:
+                con.execute(f'delete from "{schema}"."{name}" where user_id in (select user_id from changed_users)')
+                con.execute(f'insert into "{schema}"."{name}" by name select * from new_{name}')
+            target = f'"{latest_schema}"."observations"'
+            con.execute(
+                f"delete from {target} using changed_records c "
+                f"where {target}.source = c.source and {target}.record_id = c.record_id"
+            )
+            con.execute(f"insert into {target} by name select * from new_observations")
+            con.execute(f'delete from "{latest_schema}"."blocked_values"')
+            con.execute(f'insert into "{latest_schema}"."blocked_values" by name select * from new_blocked_values')
+            registry = f'"{history_schema}"."user_ids"'
+            con.execute(f"delete from {registry} where user_id in (select user_id from new_registry)")
+            con.execute(f"insert into {registry} by name select * from new_registry")
+            for schema in (history_schema, latest_schema):
+                con.execute(f'insert into "{schema}"."merge_log" by name select * from new_events')
+                con.execute(f'insert into "{schema}"."runs" by name select * from new_run')
     finally:
         for view in frames:
             con.unregister(view)
