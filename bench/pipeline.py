@@ -4,6 +4,7 @@
     .venv/bin/python bench/pipeline.py --activity 4.25      # issue 6's brand: 1M persons, about 10M source rows
     .venv/bin/python bench/pipeline.py --users 100000       # 100k persons
     .venv/bin/python bench/pipeline.py --work /big/disk --keep   # keep the warehouse, to profile steps on it
+    .venv/bin/python bench/pipeline.py --users 100000 --runs 2   # and the next day's run, with the kept state
 
 Generates the brand once with samplegen into data/generated/pipeline-<users>-<seed>/, or pipeline-<users>-<seed>-a<X>/
 with --activity X other than 1 (git-ignored; reused when it exists and its manifest has the same users, seed and
@@ -146,7 +147,12 @@ def main() -> int:
                         help="brand folder (default data/generated/pipeline-<users>-<seed>[-a<activity>])")
     parser.add_argument("--work", type=Path, help="where the temporary warehouse goes (default: system temp)")
     parser.add_argument("--keep", action="store_true", help="keep the warehouse (to profile steps on it later)")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="run the job this many times on the same warehouse: the later runs are the next days' "
+                             "scheduled runs with no new files (identity then runs with the kept state)")
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     from samplegen.simulate import MAX_ACTIVITY
     if not 0.0 < args.activity <= MAX_ACTIVITY:
         parser.error(f"--activity must be > 0 and <= {MAX_ACTIVITY:g}")
@@ -182,11 +188,15 @@ def run(args, brand: Path, work: Path) -> int:
     instance = DagsterInstance.ephemeral()
     sampler = RssSampler()
     sampler.start()
-    started = time.time()
+    runs = []
     try:
-        result = defs.resolve_job_def(FULL_RUN_JOB_NAME).execute_in_process(instance=instance, raise_on_error=False)
+        for _ in range(args.runs):
+            started = time.time()
+            result = defs.resolve_job_def(FULL_RUN_JOB_NAME).execute_in_process(instance=instance, raise_on_error=False)
+            runs.append((started, time.time(), result))
+            if not result.success:
+                break
     finally:
-        ended = time.time()
         sampler.stop()
 
     import duckdb
@@ -202,15 +212,17 @@ def run(args, brand: Path, work: Path) -> int:
           f"{os.cpu_count()} cores")
     print(f"  landing: {files} files, {landing_bytes / 1e9:.2f} GB, {source_rows[0][0]:,} source rows; "
           f"unified users: {users[0][0]:,}")
-    print(f"  {'step':<44} {'wall s':>8} {'peak RSS GB':>12}  status")
-    for step, start, end, status in step_windows(instance, result.run_id):
-        print(f"  {step:<44} {end - start:>8.1f} {sampler.peak(start, end) / 1e9:>12.2f}  {status}")
-    print(f"  {'TOTAL (run, incl. startup)':<44} {ended - started:>8.1f} {sampler.peak() / 1e9:>12.2f}  "
-          f"{'ok' if result.success else 'FAILED'}")
+    for number, (started, ended, result) in enumerate(runs, start=1):
+        if len(runs) > 1:
+            print(f"  run {number} of {args.runs}" + (" (no new files)" if number > 1 else ""))
+        print(f"  {'step':<44} {'wall s':>8} {'peak RSS GB':>12}  status")
+        for step, start, end, status in step_windows(instance, result.run_id):
+            print(f"  {step:<44} {end - start:>8.1f} {sampler.peak(start, end) / 1e9:>12.2f}  {status}")
+        print(f"  {'TOTAL (run, incl. startup)':<44} {ended - started:>8.1f} "
+              f"{sampler.peak(started, ended) / 1e9:>12.2f}  {'ok' if result.success else 'FAILED'}")
     print(f"  warehouse {settings.database.stat().st_size / 1e9:.2f} GB, analyst database "
           f"{settings.analyst_path.stat().st_size / 1e9 if settings.analyst_path.exists() else 0:.2f} GB in {work}")
-    return 0 if result.success else 1
-
+    return 0 if all(result.success for _, _, result in runs) else 1
 
 if __name__ == "__main__":
     sys.exit(main())
