@@ -97,7 +97,8 @@ def keyed_hash_series(key: bytes | None, texts: pl.Series, engine: str = "auto")
 
     With DuckDB, its vectorized sha256 does the work on every core, and the HMAC is spelled out as RFC 2104
     defines it: sha256((K ^ opad) || sha256((K ^ ipad) || text)), K being the key zero-padded to SHA-256's
-    64-byte block (a longer key is hashed first). 1.7M user anchors: 2.5 s instead of 5.2 s in the Python loop.
+    64-byte block (a longer key is hashed first). 1.7M user anchors: 1.9 s keyed and 0.8 s unkeyed, against
+    4.3 s and 2.7 s in the Python loop.
     """
     texts = texts.cast(pl.String)
     if hash_engine(engine) == "python" or len(texts) == 0:

@@ -208,8 +208,19 @@ def read_parquet_frame(path: str | os.PathLike) -> pl.DataFrame:
 
 
 # Read through a Parquet file: DuckDB's `.pl()` materializes the whole result, then converts it, and the
-# process held 8.9 GB for the 2.7 GB frame of 27M observations (5.5 GB through the file), 11 GB for `links`.
+# process held 8.9 GB for the 2.7 GB frame of 27M observations (6.7 GB through the file), 11 GB for `links`.
 LARGE_TABLES = ("observations", "links")
+
+
+def restorable_setting(shown: str) -> str:
+    """A DuckDB size setting as shown ("18.8 GiB", cut to one decimal) made safe to set again: the shown figure
+    plus half its last digit, so that setting it shows the same figure (setting "18.8 GiB" as shown would
+    lower the limit to 18.7 GiB, and each load of the state would lower it further)."""
+    number, _, unit = shown.partition(" ")
+    whole, dot, decimals = number.partition(".")
+    if not unit or not whole.isdigit() or (dot and not decimals.isdigit()):
+        return shown
+    return f"{number}5 {unit}" if dot else f"{number}.5 {unit}"  # one more decimal: half the last digit
 
 
 def load_state(
@@ -231,6 +242,7 @@ def load_state(
     # The copies stream; without a limit DuckDB keeps the blocks they read cached beside the frames (6 GB more
     # at 27M observations). The connection's own limit is put back afterwards.
     (memory_limit,) = con.sql("select current_setting('memory_limit')").fetchall()[0]
+    memory_limit = restorable_setting(memory_limit)
     con.execute("set memory_limit = '1GB'")
     try:
         with tempfile.TemporaryDirectory(prefix="oneid-load-", dir=scratch) as folder:
