@@ -4,6 +4,7 @@ or score a resolution against ground truth."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import polars as pl
 from identity.config import ConfigError, load_config
 from identity.evaluate import pairwise_scores
 from identity.explain import explain, render
+from identity.normalize import OUTPUT_COLUMNS
 from identity.resolution import resolve
 
 
@@ -35,18 +37,33 @@ def _resolve(args: argparse.Namespace) -> int:
     if args.state:
         import duckdb
 
-        from identity.state import load_state, run, save_changes, save_state
+        from identity.state import load_state, load_touched_state, run, save_changes, save_state
 
+        observations = read_table(args.observations)
         with duckdb.connect(args.state) as con:
-            previous = load_state(con)
-            result = run(
-                read_table(args.observations), config, previous, incremental=args.incremental, engine=args.engine
-            )
+            if args.incremental:
+                # only the rows of the users the batch touches leave the database, and only the changes go back
+                previous = load_touched_state(con, observations, config)
+            else:
+                # the maps (not the per-row tables) are what a full run needs to keep the ids
+                previous = load_state(con, per_row_tables=False)
+            if args.incremental and previous is None:
+                print("oneid resolve: --incremental needs a state written by a full run first", file=sys.stderr)
+                return 2
+            result = run(observations, config, previous, incremental=args.incremental, engine=args.engine)
             if result.changes is not None:
-                save_changes(con, result.state, result.changes)  # the touched users' rows, not every table
+                save_changes(con, result.state, result.changes)
+                # the outputs cover every record, and the run held only the touched ones
+                whole = load_state(con, per_row_tables=bool(args.out_dir))
+                observations = whole.observations.select(OUTPUT_COLUMNS)
+                resolution = dataclasses.replace(
+                    result.resolution,
+                    **{name: getattr(whole, name) for name in ("record_map", "id_map", "rejected_links", "users")},
+                    observations=observations,
+                )
             else:
                 save_state(con, result.state)
-        resolution = result.resolution
+                resolution = result.resolution
         info = result.run
         print(
             f"run {info['run_id']} ({info['mode']}): {info['resolved_records']:,} records resolved; "

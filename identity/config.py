@@ -54,9 +54,6 @@ class IdentityConfig:
     blocklist: Mapping[str, BlockRule] = field(default_factory=dict)
     # graph health: a run whose largest user holds more records than this fails its check and is not published
     max_user_size: int | None = 10_000
-    # pipelines: above this many observations in the state, a run with new data is a full run with the state's
-    # ids instead of an incremental one (same result; an incremental run holds the whole state in memory)
-    incremental_max_observations: int | None = 10_000_000
 
     def strength_for(self, source: str, id_type: str) -> str:
         return self.link_strength.get(f"{source}.{id_type}", self.link_strength.get(id_type, "strong"))
@@ -70,7 +67,6 @@ _KEYS = {
     "link_strength",
     "blocklist",
     "max_user_size",
-    "incremental_max_observations",
 }
 
 
@@ -99,12 +95,11 @@ def config_from_dict(document: Mapping[str, Any] | None) -> IdentityConfig:
             raise ConfigError(f"shared_threshold must be a positive integer, got {threshold!r}")
         kwargs["shared_threshold"] = threshold
 
-    for key in ("max_user_size", "incremental_max_observations"):
-        if key in document:
-            limit = document[key]
-            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-                raise ConfigError(f"{key} must be a positive integer or null, got {limit!r}")
-            kwargs[key] = limit
+    if "max_user_size" in document:
+        limit = document["max_user_size"]
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ConfigError(f"max_user_size must be a positive integer or null, got {limit!r}")
+        kwargs["max_user_size"] = limit
 
     for key in ("unique_types", "id_type_priority", "source_priority"):
         if key in document and document[key] is not None:

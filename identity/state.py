@@ -111,11 +111,9 @@ def empty(schema: dict) -> pl.DataFrame:
 
 
 def config_hash(config: IdentityConfig) -> str:
-    """Fingerprint of the rules that shape the result (not max_user_size, which only decides publishing, nor
-    incremental_max_observations, which only decides how a run is done)."""
+    """Fingerprint of the rules that shape the result (not max_user_size, which only decides publishing)."""
     rules = dataclasses.asdict(config)
     rules.pop("max_user_size", None)
-    rules.pop("incremental_max_observations", None)
     document = json.dumps(rules, sort_keys=True, default=list)
     return hashlib.sha256(document.encode()).hexdigest()[:16]
 
@@ -138,6 +136,9 @@ class State:
     # loaded without its per-row tables (observations, links: empty here): enough for a full run, which keeps
     # the ids, not for an incremental one
     partial: bool = False
+    # loaded for one batch (`load_touched_state`): the per-row tables (observations, record_map, id_map, links)
+    # hold only the rows of the users the batch touches, and this many rows of each stayed in the database
+    held_apart: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def last_run(self) -> dict | None:
@@ -223,6 +224,19 @@ def restorable_setting(shown: str) -> str:
     return f"{number}5 {unit}" if dot else f"{number}.5 {unit}"  # one more decimal: half the last digit
 
 
+@contextmanager
+def memory_limit_lowered(con, limit: str):
+    """DuckDB's memory limit lowered to `limit` for the block, then the connection's own put back: what a query
+    holds beyond it, DuckDB spills to its temporary directory or does not cache, instead of growing the process
+    beside the frames it runs with."""
+    (shown,) = con.sql("select current_setting('memory_limit')").fetchall()[0]
+    con.execute(f"set memory_limit = '{limit}'")
+    try:
+        yield
+    finally:
+        con.execute(f"set memory_limit = '{restorable_setting(shown)}'")
+
+
 def load_state(
     con,
     latest_schema: str = LATEST_SCHEMA,
@@ -240,11 +254,8 @@ def load_state(
         return None
     frames = {}
     # The copies stream; without a limit DuckDB keeps the blocks they read cached beside the frames (6 GB more
-    # at 27M observations). The connection's own limit is put back afterwards.
-    (memory_limit,) = con.sql("select current_setting('memory_limit')").fetchall()[0]
-    memory_limit = restorable_setting(memory_limit)
-    con.execute("set memory_limit = '1GB'")
-    try:
+    # at 27M observations).
+    with memory_limit_lowered(con, "1GB"):
         with tempfile.TemporaryDirectory(prefix="oneid-load-", dir=scratch) as folder:
             for name in names:
                 schema = history_schema if name in HISTORY_TABLES else latest_schema
@@ -258,8 +269,6 @@ def load_state(
                     path.unlink()
                 else:
                     frames[name] = con.sql(query).pl()
-    finally:
-        con.execute(f"set memory_limit = '{memory_limit}'")
     if frames["runs"].height == 0:
         return None
     for name, schema in {**LATEST_TABLES, **HISTORY_TABLES}.items():
@@ -362,7 +371,7 @@ def load_staged(con, staged: StagedState) -> None:
     # (a quarter less time on the 13M-row tables of 1M persons).
     con.execute("set preserve_insertion_order = false")
     try:
-        with _transaction(con):
+        with transaction(con):
             for schema, table, files in staged.tables:
                 con.execute(f'create schema if not exists "{schema}"')
                 source = f"read_parquet('{_sql_text(files)}')"
@@ -378,7 +387,7 @@ def load_staged(con, staged: StagedState) -> None:
 
 
 @contextmanager
-def _transaction(con):
+def transaction(con):
     """One DuckDB transaction: committed when the block ends, rolled back (and the error raised) when it fails."""
     con.execute("begin transaction")
     try:
@@ -454,7 +463,7 @@ def save_changes(
     for view, frame in frames.items():
         con.register(view, frame.to_arrow())
     try:
-        with _transaction(con):
+        with transaction(con):
             for schema, name in user_keyed:
                 con.execute(f'delete from "{schema}"."{name}" where user_id in (select user_id from changed_users)')
                 con.execute(f'insert into "{schema}"."{name}" by name select * from new_{name}')
@@ -469,7 +478,7 @@ def save_changes(
             registry = f'"{history_schema}"."user_ids"'
             con.execute(f"delete from {registry} where user_id in (select user_id from new_registry)")
             con.execute(f"insert into {registry} by name select * from new_registry")
-            for schema in (history_schema, latest_schema):
+            for schema in dict.fromkeys((history_schema, latest_schema)):  # once if they are one schema
                 con.execute(f'insert into "{schema}"."merge_log" by name select * from new_events')
                 con.execute(f'insert into "{schema}"."runs" by name select * from new_run')
     finally:
@@ -835,13 +844,13 @@ def _rows_in(
     return mask
 
 
-def _component_users(state: State, touched: pl.Series) -> pl.Series:
+def _component_users(rejected_links: pl.DataFrame, touched: pl.Series) -> pl.Series:
     """The users of every component holding a touched user: users tied together by refused links form one
     component of the plain link graph (records and identities, ignoring the uniqueness rule), the unit a greedy
     run can be redone on alone. Only users with a refused link can share a component with another user, so the
     connected components are computed over those alone."""
     touched = touched.unique()
-    edges = state.rejected_links.select("user_id", "conflicting_user_id").unique()
+    edges = rejected_links.select("user_id", "conflicting_user_id").unique()
     if edges.height == 0 or touched.len() == 0:
         return touched
     from scipy.sparse import coo_matrix
@@ -901,10 +910,9 @@ class _PhoneDigests:
         return sorted({self._found[d] for d in digests if d in self._found})
 
 
-def _touched_users(state: State, batch: pl.DataFrame, digests: _PhoneDigests) -> pl.Series:
-    """Every previous user whose result a batch (normalized) can change: the users of every component the batch
-    touches through a record or an identity (also through a hashed phone meeting its plain phone, in either
-    direction)."""
+def _touch_keys(batch: pl.DataFrame, digests) -> pl.DataFrame:
+    """The identities (ID_KEY) through which a batch (normalized) reaches previous users: its own, the hashes of
+    its plain phones, and the previous phones its hashes are digests of (`digests.phones_for`)."""
     keys = batch.filter(pl.col("id_value").is_not_null()).select(ID_KEY).unique()
     # a new plain phone translates previous hashes of it
     new_phones = batch.filter((pl.col("id_type") == "phone") & pl.col("id_value").is_not_null())["id_value"]
@@ -921,6 +929,14 @@ def _touched_users(state: State, batch: pl.DataFrame, digests: _PhoneDigests) ->
         wanted = set(batch.filter(pl.col("id_type").is_in(HASH_TYPES))["id_value"].drop_nulls().to_list())
         hits = digests.phones_for(wanted)
         keys = pl.concat([keys, pl.DataFrame({"id_type": "phone", "scope": "", "id_value": hits}).select(ID_KEY)])
+    return keys
+
+
+def _touched_users(state: State, batch: pl.DataFrame, digests: _PhoneDigests) -> pl.Series:
+    """Every previous user whose result a batch (normalized) can change: the users of every component the batch
+    touches through a record or an identity (also through a hashed phone meeting its plain phone, in either
+    direction)."""
+    keys = _touch_keys(batch, digests)
     touched = pl.concat(
         [
             state.id_map["user_id"].filter(pl.Series(_rows_in(state.id_map, keys, ID_KEY, ["id_value"]))),
@@ -929,7 +945,7 @@ def _touched_users(state: State, batch: pl.DataFrame, digests: _PhoneDigests) ->
             ),
         ]
     )
-    return _component_users(state, touched)
+    return _component_users(state.rejected_links, touched)
 
 
 def affected_records(state: State, batch: pl.DataFrame, digests: _PhoneDigests | None = None) -> pl.DataFrame:
@@ -937,6 +953,108 @@ def affected_records(state: State, batch: pl.DataFrame, digests: _PhoneDigests |
     of every component the batch touches (see `_touched_users`)."""
     users = _touched_users(state, batch, digests or _PhoneDigests(state)).to_frame("user_id")
     return state.record_map.filter(pl.Series(_rows_in(state.record_map, users, ["user_id"]))).select(RECORD_KEY)
+
+
+class _DatabasePhoneDigests:
+    """`_PhoneDigests` over the phones of a state still in the database: DuckDB hashes them where they are."""
+
+    def __init__(self, con, latest_schema: str):
+        self.con, self.schema = con, latest_schema
+
+    def phones_for(self, digests: set[str]) -> list[str]:
+        wanted = sorted(d for d in digests if _is_digest(d))
+        if not wanted:
+            return []
+        self.con.register("wanted_digests", pl.DataFrame({"digest": wanted}).to_arrow())
+        try:
+            # every non-null phone of the state is a usable identity (id_map) or a blocked or shared value
+            rows = self.con.sql(
+                f"""
+                with phones as (
+                    select id_value as phone from "{self.schema}".id_map where id_type = 'phone'
+                    union
+                    select id_value from "{self.schema}".blocked_values where id_type = 'phone'
+                )
+                -- one equality join per digest length: a join on an `or` of the two would pair every phone
+                -- with every digest
+                select phone from phones join (from wanted_digests where length(digest) = 32) on md5(phone) = digest
+                union
+                select phone from phones join (from wanted_digests where length(digest) = 64) on sha256(phone) = digest
+                """
+            ).fetchall()
+        finally:
+            self.con.unregister("wanted_digests")
+        return sorted(phone for (phone,) in rows if phone is not None)
+
+
+# whole in a state loaded for one batch: what the rules, the ids and the health check read of every user
+WHOLE_TABLES = ("rejected_links", "blocked_values", "users")
+PER_ROW_TABLES = ("observations", "record_map", "id_map", "links")
+
+
+def load_touched_state(
+    con,
+    batch: pl.DataFrame,
+    config: IdentityConfig | None = None,
+    latest_schema: str = LATEST_SCHEMA,
+    history_schema: str = HISTORY_SCHEMA,
+) -> State | None:
+    """The part of the state in a DuckDB database that an incremental run of `batch` (observations in input
+    form) needs, or None if the database holds no run yet.
+
+    The per-row tables (observations, record_map, id_map, links) hold only the rows of the users the batch touches
+    (the same users `run` re-resolves: see `_touched_users`), found by joins in DuckDB; the others are loaded
+    whole (they hold a row per user or fewer). `run(batch, config, state, incremental=True)` on it gives the
+    changes it would give on the whole state, to save with `save_changes`; its `state` is then the same part.
+    Memory and time follow the batch and the users it touches, not the size of the state.
+    """
+    names = [*LATEST_TABLES, *HISTORY_TABLES]
+    if not all(_exists(con, history_schema if name in HISTORY_TABLES else latest_schema, name) for name in names):
+        return None
+    frames = {name: con.sql(f'select * from "{history_schema}"."{name}"').pl() for name in HISTORY_TABLES}
+    if frames["runs"].height == 0:
+        return None
+    frames.update({name: con.sql(f'select * from "{latest_schema}"."{name}"').pl() for name in WHOLE_TABLES})
+    normalized = normalize_observations(batch, config or IdentityConfig())
+    keys = _touch_keys(normalized, _DatabasePhoneDigests(con, latest_schema))
+    views = {"touch_keys": keys, "touch_records": normalized.select(RECORD_KEY).unique()}
+    for view, frame in views.items():
+        con.register(view, frame.to_arrow())
+    try:
+        touched = con.sql(
+            f"""
+            select m.user_id from "{latest_schema}".id_map m
+              semi join touch_keys k on m.id_type = k.id_type and m.scope = k.scope and m.id_value = k.id_value
+            union
+            select r.user_id from "{latest_schema}".record_map r
+              semi join touch_records t on r.source = t.source and r.record_id = t.record_id
+            """
+        ).pl()["user_id"]
+    finally:
+        for view in views:
+            con.unregister(view)
+    users = _component_users(frames["rejected_links"], touched).to_frame("user_id")
+    con.register("touched_users", users.to_arrow())
+    try:
+        by_user = "semi join touched_users u on t.user_id = u.user_id"
+        for name in ("record_map", "id_map", "links"):
+            frames[name] = con.sql(f'select t.* from "{latest_schema}"."{name}" t {by_user}').pl()
+        con.register("touched_records", frames["record_map"].select(RECORD_KEY).to_arrow())
+        frames["observations"] = con.sql(
+            f'select o.* from "{latest_schema}".observations o semi join touched_records r '
+            "on o.source = r.source and o.record_id = r.record_id"
+        ).pl()
+        con.unregister("touched_records")
+    finally:
+        con.unregister("touched_users")
+    held_apart = {
+        name: con.sql(f'select count(*) from "{latest_schema}"."{name}"').fetchall()[0][0] - frames[name].height
+        for name in PER_ROW_TABLES
+    }
+    for name, schema in {**LATEST_TABLES, **HISTORY_TABLES}.items():
+        if schema is not None:
+            frames[name] = frames[name].cast(schema)
+    return State(**frames, held_apart=held_apart)
 
 
 def _hints(state: State, subset: pl.DataFrame, digests: _PhoneDigests) -> Hints:
@@ -993,16 +1111,17 @@ def _blocked_values(previous: pl.DataFrame, removed: pl.DataFrame, added: pl.Dat
     )
 
 
-def _stats(tables: dict[str, pl.DataFrame], base: dict) -> dict:
-    # from `users` (one row per user, with its record count) rather than a group-by over every record
+def _stats(tables: dict[str, pl.DataFrame], base: dict, held_apart: dict[str, int]) -> dict:
+    # from `users` (one row per user, with its record count) rather than a group-by over every record;
+    # `held_apart`: rows of the per-row tables left in the database (a state loaded for one batch)
     users = tables["users"]
     with_records = users.filter(pl.col("records") > 0)
     per_count = np.bincount(with_records["identities"].to_numpy()) if with_records.height else np.zeros(0, np.int64)
     blocked = tables["blocked_values"]
     return {
         **base,
-        "records": tables["record_map"].height,
-        "links": tables["links"].height,
+        "records": tables["record_map"].height + held_apart.get("record_map", 0),
+        "links": tables["links"].height + held_apart.get("links", 0),
         # every linking identity belongs to exactly one user
         "identities": int(users["identities"].sum() or 0),
         "users": with_records.height,
@@ -1039,6 +1158,8 @@ def run(
             raise ValueError("the identity config changed since the state was written; run a full resolve")
         if state.partial:
             raise ValueError("the state was loaded without its observations and links; run a full resolve")
+    elif state is not None and state.held_apart:
+        raise ValueError("the state was loaded for one batch (load_touched_state): only an incremental run can use it")
 
     if state is None:
         prev = {"id_map": empty(ID_MAP_SCHEMA), "record_map": empty(RECORD_MAP_SCHEMA), "users": empty(USERS_SCHEMA)}
@@ -1049,6 +1170,7 @@ def run(
         issued = registry = state.user_ids
 
     changes = None  # a full run is saved whole
+    held_apart: dict[str, int] = {}
     if not incremental:
         res = resolve(observations, config, engine=engine, links=True, id_key=id_key)
         stable, events, update = assign_stable_ids(
@@ -1133,9 +1255,10 @@ def run(
             },
             registry=update.select("user_id"),  # the rows themselves once the registry is updated, below
         )
-        n_observations = state.observations.height + observations.height
+        held_apart = state.held_apart
+        n_observations = state.observations.height + held_apart.get("observations", 0) + observations.height
         batch_rows, resolved = observations.height, redo.height
-        stats = _stats(tables, {})
+        stats = _stats(tables, {}, held_apart)
         laps["tables"] = time.perf_counter() - clock
         timings = {**laps, **stable.timings}
 
@@ -1149,7 +1272,7 @@ def run(
         "observations": n_observations,
         "batch_observations": batch_rows,
         "resolved_records": resolved,
-        "records": tables["record_map"].height,
+        "records": stats["records"],
         "users": stats["users"],
         "new_users": int(update["created_run"].is_not_null().sum()),
         "merges": merges,
@@ -1162,6 +1285,7 @@ def run(
         user_ids=_apply_registry(registry, update),
         merge_log=pl.concat([state.merge_log if state else empty(MERGE_LOG_SCHEMA), events]),
         runs=runs,
+        held_apart=held_apart,
     )
     resolution = Resolution(
         record_map=tables["record_map"],

@@ -36,14 +36,18 @@ from identity.health import graph_health, markdown
 from identity.state import (
     HISTORY_SCHEMA,
     LATEST_SCHEMA,
+    LATEST_TABLES,
     as_input,
     config_hash,
     load_staged,
     load_state,
+    load_touched_state,
+    memory_limit_lowered,
     read_parquet_frame,
     run,
     save_changes,
     stage_state,
+    transaction,
     write_table,
 )
 from pipelines.defs.ingest import RAW_ASSET_KEYS
@@ -100,40 +104,65 @@ class PhaseClock:
         return ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in self.seconds.items())
 
 
-def load_whole_state(con, config) -> bool:
-    """Whether the state can be loaded with its per-row tables, for an incremental run: not above
-    `incremental_max_observations` observations. An incremental run holds the whole state in memory (about 13 GB
-    at 27M observations, beside the observations read); a full run with the state's ids needs only its maps."""
-    limit = config.incremental_max_observations
-    if limit is None:
-        return True
-    found = con.execute(
-        "select count(*) from duckdb_tables() where schema_name = ? and table_name = 'observations'", [LATEST_SCHEMA]
+PLAN_KEYS = ["source", "record_id", "id_type", "scope", "raw_value", "observed_at", "strength"]
+# The two anti-joins hash every observation of the state or of the raw tables; beyond this DuckDB spills them to
+# disk. At 27M observations: 76 s and 9.5 GB peak for the process (the raw observations held beside them),
+# against 47 s and 13.3 GB without a limit.
+PLAN_MEMORY_LIMIT = "2GB"
+
+
+def plan_run(con, observations: pl.DataFrame, config) -> tuple[bool, pl.DataFrame, str]:
+    """(incremental?, observations to give `run`, why). Incremental when the state in the warehouse was made with
+    the same rules and every one of its observations is still there; the batch is then the observations it has
+    not seen. The comparison runs in DuckDB against `identity.observations`, which stays in the warehouse."""
+    has_state = con.execute(
+        "select count(*) from duckdb_tables() where schema_name = ? and table_name = 'runs'", [HISTORY_SCHEMA]
     ).fetchall()[0][0]
-    if not found:
-        return True
-    (count,) = con.sql(f'select count(*) from "{LATEST_SCHEMA}".observations').fetchall()[0]
-    return count <= limit
-
-
-def plan_run(state, observations: pl.DataFrame, config) -> tuple[bool, pl.DataFrame, str]:
-    """(incremental?, observations to give `run`, why). Incremental when the state was made with the same rules
-    and every one of its observations is still there; the batch is then the observations it has not seen."""
-    if state is None:
+    last = []
+    if has_state:
+        last = con.sql(f'select config_hash from "{HISTORY_SCHEMA}".runs order by run_id desc limit 1').fetchall()
+    if not last:
         return False, observations, "no state yet"
-    if state.partial:
-        limit = config.incremental_max_observations
-        return False, observations, f"state above incremental_max_observations ({limit:,}): full run with its ids"
-    if state.last_run["config_hash"] != config_hash(config):
+    if last[0][0] != config_hash(config):
         return False, observations, "identity rules changed"
-    keys = ["source", "record_id", "id_type", "scope", "raw_value", "observed_at", "strength"]
-    current = identity.normalize_observations(observations, config)
-    previous = state.observations.select(keys).cast(current.select(keys).schema)
-    gone = previous.join(current.select(keys), on=keys, how="anti", nulls_equal=True)
-    if gone.height:
-        return False, observations, f"{gone.height} observations of the last run are gone or changed"
-    batch = current.join(previous, on=keys, how="anti", nulls_equal=True)
-    return True, as_input(batch), f"{batch.height} new observations"
+    stored = con.sql(f'select {", ".join(PLAN_KEYS)} from "{LATEST_SCHEMA}".observations limit 0').pl().schema
+    current = identity.normalize_observations(observations, config).select(PLAN_KEYS).cast(dict(stored))
+    same = " and ".join(f"p.{key} is not distinct from c.{key}" for key in PLAN_KEYS)
+    con.register("current_observations", current.to_arrow())
+    try:
+        with memory_limit_lowered(con, PLAN_MEMORY_LIMIT):
+            (gone,) = con.sql(
+                f'select count(*) from "{LATEST_SCHEMA}".observations p anti join current_observations c on {same}'
+            ).fetchall()[0]
+            if gone:
+                return False, observations, f"{gone} observations of the last run are gone or changed"
+            batch = con.sql(
+                f'select c.* from current_observations c anti join "{LATEST_SCHEMA}".observations p on {same}'
+            ).pl()
+    finally:
+        con.unregister("current_observations")
+    return True, as_input(batch.cast(current.schema)), f"{batch.height} new observations"
+
+
+def write_candidate(con, result, keys: pl.DataFrame) -> dict[str, int]:
+    """Leaves a run that is not published where people can look at it, in schema identity_candidate, without
+    touching the published tables: every table of the run's state (an incremental run's changes applied to a copy
+    of the published tables). Returns the rows of each table."""
+    con.execute(f'create schema if not exists "{CANDIDATE_SCHEMA}"')
+    if result.changes is None:
+        candidate = {**result.state.tables(), PHONE_KEYS: keys}
+        with transaction(con):
+            for name, frame in candidate.items():
+                write_table(con, CANDIDATE_SCHEMA, name, frame)
+        return {name: frame.height for name, frame in candidate.items()}
+    # the run held only the touched users' rows: copy the published state, then apply the changes to the copy
+    with transaction(con):
+        for name in [*LATEST_TABLES, "merge_log", "runs", PHONE_KEYS]:
+            con.execute(f'create or replace table "{CANDIDATE_SCHEMA}"."{name}" as from "{LATEST_SCHEMA}"."{name}"')
+        con.execute(f'create or replace table "{CANDIDATE_SCHEMA}".user_ids as from "{HISTORY_SCHEMA}".user_ids')
+    return save_changes(
+        con, result.state, result.changes, CANDIDATE_SCHEMA, CANDIDATE_SCHEMA, extra={PHONE_KEYS: keys}
+    )
 
 
 @multi_asset(
@@ -163,21 +192,28 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
     with tempfile.TemporaryDirectory(prefix="oneid-observations-", dir=scratch_dir) as scratch:
         exported = Path(scratch) / "observations.parquet"
         with warehouse.get_connection() as con:
-            state = load_state(con, scratch=scratch, per_row_tables=load_whole_state(con, config))
             export_observations(con, config_dir, exported)
         observations = read_parquet_frame(exported)
+        with warehouse.get_connection() as con:
+            incremental, given, why = plan_run(con, observations, config)
+            del observations  # `given` is all of them or the new batch; the rest is in the warehouse
+            if incremental:
+                # only the rows of the users the batch touches: memory and time follow the batch, not the state
+                state = load_touched_state(con, given, config)
+            else:
+                # a full run keeps the ids with the previous maps; the per-row tables it recomputes
+                state = load_state(con, scratch=scratch, per_row_tables=False)
     phases.lap("read")
-    incremental, given, why = plan_run(state, observations, config)
-    del observations  # `given` is all of them or the new batch; the rest is in `state`
     # user ids keyed like the phone hashes: an unkeyed digest of a phone anchor would re-identify the user
     result = run(given, config, state, incremental=incremental, started_at=started, id_key=key)
     del given, state
+    # users, blocked_values and rejected_links are whole in either state
     health = graph_health(result.state.tables(), result.run, result.events, max_user_size=config.max_user_size)
     published = health["passed"]
     # A published incremental run writes only what it changed (the touched users' rows and the records it
     # re-resolved) instead of every table of the state again.
-    changes = result.changes if published else None
-    keys = phone_keys(changes.added["id_map"] if changes else result.state.tables()["id_map"], key)
+    changes = result.changes
+    keys = phone_keys(changes.added["id_map"] if changes else result.state.id_map, key)
     info, stats = result.run, result.resolution.stats
     phases.lap("resolve")
     with tempfile.TemporaryDirectory(prefix="oneid-state-", dir=scratch_dir) as scratch:
@@ -189,23 +225,16 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
             del result, keys
             release_free_memory()
             phases.lap("stage")
-        elif not published:
-            candidate = {**result.state.tables(), PHONE_KEYS: keys}
-            rows = {name: frame.height for name, frame in candidate.items()}
         with warehouse.get_connection() as con:
             crash_point("identity:before_publish")
-            if changes is not None:
+            if not published:
+                rows = write_candidate(con, result, keys)  # the published tables stay as they were
+            elif changes is not None:
                 rows = save_changes(con, result.state, changes, extra={PHONE_KEYS: keys})
                 crash_point("identity:after_publish")
-            elif published:
+            else:
                 load_staged(con, staged)
                 crash_point("identity:after_publish")
-            else:
-                # keep the previous tables; leave the candidate where people can look at it
-                con.execute("begin transaction")
-                for name, frame in candidate.items():
-                    write_table(con, CANDIDATE_SCHEMA, name, frame)
-                con.execute("commit")
             attempt = pl.DataFrame(
                 [
                     {

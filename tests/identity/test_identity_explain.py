@@ -84,6 +84,20 @@ def test_cli_state_incremental_and_explain(tmp_path, capsys):
     assert code == 0
     assert "(incremental): 6 records resolved" in capsys.readouterr().out
     assert pl.read_csv(out, infer_schema=False).height == first.height + 1
+    # a batch touching nobody: the run holds one record, the outputs still cover every record
+    lone = tmp_path / "lone.csv"
+    lone.write_text(
+        "source,record_id,id_type,scope,id_value,observed_at,strength\n"
+        "crm_members,M77,member_id,demo_crm,M77,2024-06-01 10:00:00,\n",
+        encoding="utf-8",
+    )
+    tables = tmp_path / "tables"
+    argv = ["--observations", str(lone), "--out", str(out), "--out-dir", str(tables), "--state", state]
+    assert main(["resolve", *argv, "--incremental"]) == 0
+    assert "(incremental): 1 records resolved" in capsys.readouterr().out
+    assert pl.read_csv(out, infer_schema=False).height == first.height + 2
+    observed = pl.read_csv(tables / "observations.csv", infer_schema=False)
+    assert observed.height == pl.read_csv(observations, infer_schema=False).height + 3
 
     assert main(["explain", "--id-type", "phone", "--value", "13912345678", "--state", state, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -2,13 +2,16 @@
 run over all observations with the same state, on hand-made cases and on random graphs."""
 
 import random
+from datetime import datetime
 
 import polars as pl
 import pytest
 
-from identity import pairwise_scores, resolve
+from identity import IdentityConfig, pairwise_scores, resolve
 from identity.state import run
 from test_identity_reference import frame, random_config, random_graph
+
+STARTED = datetime(2024, 6, 1, 9, 0)
 
 KEYS = {
     "record_map": ["source", "record_id"],
@@ -294,3 +297,68 @@ def test_changes_apply_only_to_the_state_they_came_from_and_fail_whole(tmp_path)
         with pytest.raises(StaleStateError, match="at run 2, this run's changes apply to run 1"):
             save_changes(con, second.state, second.changes)
     _assert_saved_as(database, second.state)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_state_loaded_for_the_batch_gives_the_changes_of_the_whole_state(tmp_path, seed):
+    """`load_touched_state` loads only the touched users' rows: the run on it must give the same run row, events,
+    stats and saved tables as the run on the whole state, over two batches (merges, splits, hashed phones)."""
+    import duckdb
+
+    from identity.state import load_touched_state, save_changes, save_state
+
+    rng = random.Random(3000 + seed)
+    config = random_config(rng)
+    rows = [row for graph in range(80) for row in random_graph(rng, graph)]
+    rng.shuffle(rows)
+    cut = int(len(rows) * 0.8)
+    more = [row for graph in range(70, 90) for row in random_graph(rng, graph)]
+    database = tmp_path / "state.duckdb"
+    whole = run(frame(rows[:cut]), config)
+    with duckdb.connect(str(database)) as con:
+        save_state(con, whole.state)
+    for batch in (frame(rows[cut:]), frame(more)):
+        whole = run(batch, config, whole.state, incremental=True, started_at=STARTED)
+        with duckdb.connect(str(database)) as con:
+            part = load_touched_state(con, batch, config)
+            touched = run(batch, config, part, incremental=True, started_at=STARTED)
+            save_changes(con, touched.state, touched.changes)
+        assert part.record_map.height < whole.state.record_map.height  # a part, not the whole state again
+        assert sum(part.held_apart.values()) > 0
+        assert touched.run == whole.run
+        assert touched.resolution.stats == whole.resolution.stats
+        assert canonical(touched.events).equals(canonical(whole.events))
+        assert canonical(touched.changes.users).equals(canonical(whole.changes.users))
+        _assert_saved_as(database, whole.state)
+    with pytest.raises(ValueError, match="only an incremental run"):
+        run(frame(more), config, part)
+
+
+def test_load_touched_state_finds_users_through_hashes_in_the_database(tmp_path):
+    """A batch's md5 of a phone only the database holds in plain (and a batch phone whose hash it holds) reach
+    those users: the digests are matched by DuckDB over the stored phones."""
+    import hashlib
+
+    import duckdb
+
+    from identity.state import load_touched_state, save_state
+
+    def obs(source, record, id_type, value):
+        return (source, record, id_type, "", value, "2024-01-01 00:00:00", "strong")
+
+    first = run(frame([
+        obs("crm", "c1", "phone", "13912345678"),
+        obs("crm", "c1", "email", "a@x.cn"),
+        obs("shop", "s1", "phone_md5", hashlib.md5(b"13987654321").hexdigest()),
+        obs("shop", "s2", "email", "bystander@x.cn"),
+    ]))
+    database = tmp_path / "state.duckdb"
+    with duckdb.connect(str(database)) as con:
+        save_state(con, first.state)
+        batch = frame([
+            obs("ads", "a1", "phone_md5", hashlib.md5(b"13912345678").hexdigest()),
+            obs("ads", "a2", "phone", "13987654321"),
+        ])
+        part = load_touched_state(con, batch, IdentityConfig())
+    assert sorted(part.record_map["record_id"].to_list()) == ["c1", "s1"]
+    assert part.held_apart["record_map"] == 1

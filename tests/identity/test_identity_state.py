@@ -254,11 +254,6 @@ def test_a_partial_state_serves_full_runs_only(make_observations, tmp_path):
     from_partial, from_whole = run(make_observations(more), state=partial), run(make_observations(more), state=whole)
     assert from_partial.state.record_map.equals(from_whole.state.record_map)
     assert from_partial.events.equals(from_whole.events) and not from_partial.state.partial
-    # how a run is done is not one of the rules: changing it keeps incremental runs possible
-    assert config_from_dict({"incremental_max_observations": 5}).incremental_max_observations == 5
-    assert config_hash(config_from_dict({"incremental_max_observations": None})) == config_hash(IdentityConfig())
-    with pytest.raises(ConfigError, match="incremental_max_observations must be a positive integer or null"):
-        config_from_dict({"incremental_max_observations": 0})
 
 
 @pytest.mark.parametrize("limit", ["3GB", "1GB", "18.8 GiB", "700MB", "2TB"])

@@ -126,20 +126,24 @@ def test_first_run_full_then_incremental_then_blocked_by_max_user_size(brand, tm
     assert saved_keys.sort(saved_keys.columns).equals(phone_keys(state.id_map, key))
     users = sorted(state.record_map.rows())
 
-    # above incremental_max_observations the state is loaded without its per-row tables: a full run, same ids
+    # an incremental run over max_user_size (same rules: max_user_size only decides publishing) is not published;
+    # its candidate is the published state with its changes applied, every record, not only the touched ones
     config_file = brand.config_dir / "identity.yml"
-    config_file.write_text(config_file.read_text(encoding="utf-8") + "\nincremental_max_observations: 10\n")
+    config_file.write_text(config_file.read_text(encoding="utf-8") + "\nmax_user_size: 1\n")
     try:
-        lean = _materialize(brand, [identity_resolution, identity_graph_health])
+        refused = _materialize(brand, [identity_resolution, identity_graph_health])
     finally:
         shutil.copy(REPO_ROOT / "config" / "identity.yml", config_file)
-    assert lean.success
-    assert "above incremental_max_observations (10)" in _record_map_metadata(lean)["mode"].value
+    assert not _check_result(refused).passed
+    assert _record_map_metadata(refused)["mode"].value == "incremental (0 new observations)"
     with duckdb.connect(str(brand.database), read_only=True) as con:
-        info = con.sql("select mode, merges, splits, new_users from identity.runs where run_id = 4").fetchall()[0]
+        candidate_runs = con.sql("select run_id, mode from identity_candidate.runs order by run_id").fetchall()
+        candidate = sorted(con.sql("select source, record_id, user_id from identity_candidate.record_map").fetchall())
+        candidate_keys = con.sql("select count(*) from identity_candidate.phone_keys").fetchall()[0][0]
+        published_runs = con.sql("select max(run_id) from identity.runs").fetchall()[0][0]
         kept = sorted(con.sql("select source, record_id, user_id from identity.record_map").fetchall())
-        observations = con.sql("select count(*) from identity.observations").fetchall()[0][0]
-    assert info == ("full", 0, 0, 0) and kept == users and observations == state.observations.height
+    assert candidate_runs[-1] == (4, "incremental") and published_runs == 3
+    assert candidate == kept == users and candidate_keys == saved_keys.height
 
     (brand.config_dir / "identity.yml").write_text("max_user_size: 1\n", encoding="utf-8")
     try:
@@ -153,7 +157,7 @@ def test_first_run_full_then_incremental_then_blocked_by_max_user_size(brand, tm
         runs = con.sql("select max(run_id) from identity.runs").fetchall()[0][0]
         candidate = con.sql("select count(*) from identity_candidate.record_map").fetchall()[0][0]
         kept = con.sql("select source, record_id, user_id from identity.record_map order by all").fetchall()
-    assert runs == 4  # the failed run left the published state alone
+    assert runs == 3  # the failed runs left the published state alone
     assert candidate == len(users) and kept == users
 
 
@@ -177,3 +181,44 @@ def test_phone_keys_mask_and_hmac_each_usable_phone():
         (user, mask_phone(phone), identity_hmac(key, "phone", "", phone))
         for user, phone in [("u_a", "18600001111"), ("u_b", "13700002222"), ("u_b", "13912345678")]
     ]
+
+
+def test_plan_run_compares_the_raw_observations_with_the_state_in_the_warehouse(tmp_path):
+    """The diff runs in DuckDB against identity.observations: a row equal to a stored one (nulls included) is
+    not new, a stored row missing from the raw tables makes the run full, other rules make it full."""
+    import polars as pl
+
+    from identity import IdentityConfig
+    from identity.state import save_state
+    from pipelines.defs.identity import plan_run
+
+    schema = {c: pl.String for c in ["source", "record_id", "id_type", "scope", "id_value", "observed_at", "strength"]}
+
+    def observations(rows):
+        return pl.DataFrame(rows, schema=schema, orient="row").with_columns(
+            pl.col("observed_at").str.to_datetime(time_unit="us")
+        )
+
+    stored = [
+        ("crm", "c1", "phone", "", "13912345678", "2024-01-01 00:00:00", None),
+        ("crm", "c1", "email", "", " A@x.cn ", None, "weak"),
+        ("shop", "s1", "unionid", "", "oU1", "2024-01-02 00:00:00", "strong"),
+    ]
+    new = [("shop", "s2", "unionid", "", "oU1", None, None), ("crm", "c1", "email", "", "b@x.cn", None, "weak")]
+    config = IdentityConfig()
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        assert plan_run(con, observations(stored), config)[::2] == (False, "no state yet")
+        save_state(con, run(observations(stored), config).state)
+        incremental, batch, why = plan_run(con, observations(stored + new), config)
+        assert incremental and why == "2 new observations"
+        # in input form, with the strength the rules give a row without one
+        filled = [new[0][:-1] + ("strong",), new[1]]
+        assert sorted(batch.rows()) == sorted(observations(filled).rows())
+        assert plan_run(con, observations(stored), config)[::2] == (True, "0 new observations")
+        changed = [stored[0], stored[1], ("shop", "s1", "unionid", "", "oU1", "2023-12-31 00:00:00", "strong")]
+        assert plan_run(con, observations(changed + new), config)[::2] == (
+            False, "1 observations of the last run are gone or changed"
+        )
+        assert plan_run(con, observations(stored), IdentityConfig(shared_threshold=5))[::2] == (
+            False, "identity rules changed"
+        )
