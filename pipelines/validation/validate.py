@@ -25,6 +25,8 @@ from .masking import mask_value
 from .suites import build_suite, ephemeral_context, from_epoch_ms, gx  # suites configures GX before import
 
 SAMPLE_SEED = 20251123
+# Every raw row's place: the file it came from and its row there (ingest's lineage columns).
+ROW_PLACE = "_source_file, _file_hash, _row_number"
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,10 @@ def read_rows(
     total = _count(con, f"SELECT count(*) FROM {name}")
     if total <= max_rows:
         return _frame(con, f"SELECT {select} FROM {name}"), total, "all rows"
-    sample_clause = f"USING SAMPLE reservoir({{n}} ROWS) REPEATABLE ({SAMPLE_SEED})"
+    # The rows with the smallest seeded hash of their place: the same rows in every run, spread over the table,
+    # read in parallel. DuckDB's `USING SAMPLE reservoir(n ROWS) REPEATABLE` runs on one thread: 75 s for 2M of
+    # the 6M login rows of issue 6's brand, against 5.7 s this way.
+    sample_clause = f"ORDER BY hash({ROW_PLACE}, {SAMPLE_SEED}), {ROW_PLACE} LIMIT {{n}}"
     if since is None:
         frame = _frame(con, f"SELECT {select} FROM {name} {sample_clause.format(n=max_rows)}")
         return frame, total, f"repeatable sample of {max_rows:,} of {total:,} rows"
@@ -171,7 +176,7 @@ def read_rows(
     frame = _frame(
         con,
         f"SELECT {select} FROM {name} WHERE {fresh_rows} UNION ALL "
-        f"SELECT * FROM (SELECT {select} FROM {name} WHERE NOT ({fresh_rows})) {sample_clause.format(n=sample)}",
+        f"SELECT * FROM (SELECT {select} FROM {name} WHERE NOT ({fresh_rows}) {sample_clause.format(n=sample)})",
     )
     return frame, total, f"the {fresh:,} rows loaded in this run + a repeatable sample of {sample:,} older rows"
 

@@ -135,6 +135,8 @@ def test_big_tables_validate_this_runs_rows_plus_a_sample(con, config):
     assert "40 rows loaded in this run" in scope and "60 older rows" in scope
     again, _, _ = read_rows(con, "orders", columns, max_rows=100, since=LOADED_AT)
     assert sorted(again["order_id"]) == sorted(frame["order_id"])  # the sample is repeatable
+    older = set(frame["order_id"].astype(int)) - set(range(1000, 1040))
+    assert max(older) > 100  # spread over the older rows, not the first ones read
     frame, _, scope = read_rows(con, "orders", columns, max_rows=30, since=LOADED_AT)
     assert len(frame) == 40 and "older rows not re-validated" in scope
     frame, _, scope = read_rows(con, "orders", columns, max_rows=50, since=None)
