@@ -16,7 +16,9 @@ its anchor, as without state), then maps the fresh clusters onto the previous us
   before (an id is never reused), the anchor's id salted with `#1`, `#2`, ...
 
 An incremental run resolves only the components (see `affected_records`) that the new batch touches and copies
-everything else from the state; the result equals a full run over all observations with the same state.
+everything else from the state; the result equals a full run over all observations with the same state. Its
+state need not be loaded whole: `load_touched_state` loads only the touched users' rows from the database, and
+`save_changes` writes back only what changed.
 """
 
 from __future__ import annotations
