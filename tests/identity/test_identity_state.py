@@ -6,7 +6,7 @@ import pytest
 
 from identity import IdentityConfig, resolve
 from identity.resolution import links_frame
-from identity.config import BlockRule, ConfigError
+from identity.config import BlockRule
 import identity.state as state_module
 from identity.state import load_state, run, save_state, write_table
 
@@ -232,9 +232,6 @@ def test_staged_links_keep_their_text_in_zstd_and_old_files_load_without_it(make
 
 
 def test_a_partial_state_serves_full_runs_only(make_observations, tmp_path):
-    from identity.config import config_from_dict
-    from identity.state import config_hash
-
     first = run(make_observations(BASE))
     more = BASE + [("orders", "c1", "phone", "", "13933330000", "2024-03-01 10:00:00")]
     with duckdb.connect(str(tmp_path / "state.duckdb")) as con:
