@@ -55,11 +55,10 @@ def _resolve(args: argparse.Namespace) -> int:
                 save_changes(con, result.state, result.changes)
                 # the outputs cover every record, and the run held only the touched ones
                 whole = load_state(con, per_row_tables=bool(args.out_dir))
-                observations = whole.observations.select(OUTPUT_COLUMNS)
                 resolution = dataclasses.replace(
                     result.resolution,
                     **{name: getattr(whole, name) for name in ("record_map", "id_map", "rejected_links", "users")},
-                    observations=observations,
+                    observations=whole.observations.select(OUTPUT_COLUMNS),
                 )
             else:
                 save_state(con, result.state)

@@ -1046,9 +1046,9 @@ def load_touched_state(
             f'select o.* from "{latest_schema}".observations o semi join touched_records r '
             "on o.source = r.source and o.record_id = r.record_id"
         ).pl()
-        con.unregister("touched_records")
     finally:
         con.unregister("touched_users")
+        con.unregister("touched_records")
     held_apart = {
         name: con.sql(f'select count(*) from "{latest_schema}"."{name}"').fetchall()[0][0] - frames[name].height
         for name in PER_ROW_TABLES

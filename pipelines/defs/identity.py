@@ -35,6 +35,7 @@ from identity.privacy import demo_key_notice, hmac_key, identity_key_text, keyed
 from identity.health import graph_health, markdown
 from identity.state import (
     HISTORY_SCHEMA,
+    HISTORY_TABLES,
     LATEST_SCHEMA,
     LATEST_TABLES,
     as_input,
@@ -115,11 +116,10 @@ def plan_run(con, observations: pl.DataFrame, config) -> tuple[bool, pl.DataFram
     """(incremental?, observations to give `run`, why). Incremental when the state in the warehouse was made with
     the same rules and every one of its observations is still there; the batch is then the observations it has
     not seen. The comparison runs in DuckDB against `identity.observations`, which stays in the warehouse."""
-    has_state = con.execute(
-        "select count(*) from duckdb_tables() where schema_name = ? and table_name = 'runs'", [HISTORY_SCHEMA]
-    ).fetchall()[0][0]
+    tables = set(con.sql("select schema_name, table_name from duckdb_tables()").fetchall())
+    state_tables = {(LATEST_SCHEMA, name) for name in LATEST_TABLES} | {(HISTORY_SCHEMA, n) for n in HISTORY_TABLES}
     last = []
-    if has_state:
+    if state_tables <= tables:  # as load_state: a state is all of its tables
         last = con.sql(f'select config_hash from "{HISTORY_SCHEMA}".runs order by run_id desc limit 1').fetchall()
     if not last:
         return False, observations, "no state yet"
