@@ -958,35 +958,22 @@ def affected_records(state: State, batch: pl.DataFrame, digests: _PhoneDigests |
 
 
 class _DatabasePhoneDigests:
-    """`_PhoneDigests` over the phones of a state still in the database: DuckDB hashes them where they are."""
+    """`_PhoneDigests` over a state still in the database: its distinct phones are read, then matched by
+    `_digest_phones` (0.5 s for 1.7M phones, against 0.9 s hashing them inside the state's database)."""
 
     def __init__(self, con, latest_schema: str):
         self.con, self.schema = con, latest_schema
 
     def phones_for(self, digests: set[str]) -> list[str]:
-        wanted = sorted(d for d in digests if _is_digest(d))
+        wanted = {d for d in digests if _is_digest(d)}
         if not wanted:
             return []
-        self.con.register("wanted_digests", pl.DataFrame({"digest": wanted}).to_arrow())
-        try:
-            # every non-null phone of the state is a usable identity (id_map) or a blocked or shared value
-            rows = self.con.sql(
-                f"""
-                with phones as (
-                    select id_value as phone from "{self.schema}".id_map where id_type = 'phone'
-                    union
-                    select id_value from "{self.schema}".blocked_values where id_type = 'phone'
-                )
-                -- one equality join per digest length: a join on an `or` of the two would pair every phone
-                -- with every digest
-                select phone from phones join (from wanted_digests where length(digest) = 32) on md5(phone) = digest
-                union
-                select phone from phones join (from wanted_digests where length(digest) = 64) on sha256(phone) = digest
-                """
-            ).fetchall()
-        finally:
-            self.con.unregister("wanted_digests")
-        return sorted(phone for (phone,) in rows if phone is not None)
+        # every non-null phone of the state is a usable identity (id_map) or a blocked or shared value
+        phones = self.con.sql(
+            f"""select id_value from "{self.schema}".id_map where id_type = 'phone'
+                union select id_value from "{self.schema}".blocked_values where id_type = 'phone'"""
+        ).pl()["id_value"].drop_nulls()
+        return sorted(set(_digest_phones(phones, wanted).values()))
 
 
 # whole in a state loaded for one batch: what the rules, the ids and the health check read of every user
