@@ -15,7 +15,7 @@ its anchor, as without state), then maps the fresh clusters onto the previous us
 - a fresh cluster with nobody living on in it is new: it gets its anchor's id, or, when that id was issued
   before (an id is never reused), the anchor's id salted with `#1`, `#2`, ...
 
-An incremental run resolves only the components (see `affected_records`) that the new batch touches and copies
+An incremental run resolves only the components (see `_touched_users`) that the new batch touches and copies
 everything else from the state; the result equals a full run over all observations with the same state. Its
 state need not be loaded whole: `load_touched_state` loads only the touched users' rows from the database, and
 `save_changes` writes back only what changed.
@@ -948,13 +948,6 @@ def _touched_users(state: State, batch: pl.DataFrame, digests: _PhoneDigests) ->
         ]
     )
     return _component_users(state.rejected_links, touched)
-
-
-def affected_records(state: State, batch: pl.DataFrame, digests: _PhoneDigests | None = None) -> pl.DataFrame:
-    """(source, record_id) of every previous record whose result a batch (normalized) can change: the records
-    of every component the batch touches (see `_touched_users`)."""
-    users = _touched_users(state, batch, digests or _PhoneDigests(state)).to_frame("user_id")
-    return state.record_map.filter(pl.Series(_rows_in(state.record_map, users, ["user_id"]))).select(RECORD_KEY)
 
 
 class _DatabasePhoneDigests:
