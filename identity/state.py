@@ -952,7 +952,8 @@ def _touched_users(state: State, batch: pl.DataFrame, digests: _PhoneDigests) ->
 
 class _DatabasePhoneDigests:
     """`_PhoneDigests` over a state still in the database: its distinct phones are read, then matched by
-    `_digest_phones` (0.5 s for 1.7M phones, against 0.9 s hashing them inside the state's database)."""
+    `_digest_phones` (0.5 s for the 1.18M phones of the 10M-link bench, against 0.9 s hashing them inside the
+    state's database)."""
 
     def __init__(self, con, latest_schema: str):
         self.con, self.schema = con, latest_schema

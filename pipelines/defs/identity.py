@@ -215,8 +215,8 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
     # users, blocked_values and rejected_links are whole in either state
     health = graph_health(result.state.tables(), result.run, result.events, max_user_size=config.max_user_size)
     published = health["passed"]
-    # A published incremental run writes only what it changed (the touched users' rows and the records it
-    # re-resolved) instead of every table of the state again.
+    # An incremental run writes only what it changed (the touched users' rows and the records it re-resolved),
+    # to the published tables or, when not published, to a copy of them; a full run writes every table.
     changes = result.changes
     keys = phone_keys(changes.added["id_map"] if changes else result.state.id_map, key)
     info, stats = result.run, result.resolution.stats
