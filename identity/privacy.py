@@ -110,13 +110,17 @@ def keyed_hash_series(key: bytes | None, texts: pl.Series, engine: str = "auto")
     with duckdb.connect() as con:
         con.register("texts", pl.DataFrame({"text": texts}).to_arrow())
         if key is None:
-            return con.sql("select sha256(text) as digest from texts").pl()["digest"]
-        block = (hashlib.sha256(key).digest() if len(key) > _SHA256_BLOCK else key).ljust(_SHA256_BLOCK, b"\0")
-        inner, outer = bytes(b ^ 0x36 for b in block), bytes(b ^ 0x5C for b in block)
-        return con.sql(
-            "select sha256($outer || unhex(sha256($inner || encode(text)))) as digest from texts",
-            params={"inner": inner, "outer": outer},
-        ).pl()["digest"]
+            digests = con.sql("select sha256(text) as digest from texts").pl()["digest"]
+        else:
+            block = (hashlib.sha256(key).digest() if len(key) > _SHA256_BLOCK else key).ljust(_SHA256_BLOCK, b"\0")
+            inner, outer = bytes(b ^ 0x36 for b in block), bytes(b ^ 0x5C for b in block)
+            digests = con.sql(
+                "select sha256($outer || unhex(sha256($inner || encode(text)))) as digest from texts",
+                params={"inner": inner, "outer": outer},
+            ).pl()["digest"]
+    # DuckDB hands the result over in many chunks; callers gather from it by row number (user ids per record),
+    # and polars' gather over 14 chunks was 12x slower than over one (1.8 s against 0.15 s, 5M rows of 1.7M)
+    return digests.rechunk()
 
 
 def identity_hmac(key: bytes, id_type: str, scope: str | None, value: str) -> str:

@@ -280,6 +280,9 @@ def _small_rank(values: pl.Series, distinct_out: list | None = None) -> pl.Serie
     distinct = values.unique().sort().to_list()
     if distinct_out is not None:
         distinct_out.extend(distinct)
+    if values.null_count() == 0 and values.dtype == pl.String:
+        # an Enum of the sorted values stores each row's rank as its code: 0.3 s at 10M rows, replace_strict 0.45
+        return values.cast(pl.Enum(distinct)).to_physical().cast(pl.Int64).alias(values.name)
     return values.replace_strict({value: index for index, value in enumerate(distinct)}, return_dtype=pl.Int64)
 
 
@@ -315,20 +318,37 @@ def _as_time(epoch_us: np.ndarray) -> pl.Series:
     return pl.select(pl.when(series != _NULL_TIME).then(series)).to_series().cast(pl.Datetime("us"))
 
 
-def _first_pairs(rid: np.ndarray, iid: np.ndarray, n_records: int, n_identities: int) -> np.ndarray:
-    """True at the first occurrence of each (rid, iid) pair. numpy's sort is fast but np.unique (numpy 2.4) is
-    many times slower, and so is a hash over every row: only the rows of records that hold a repeated pair
-    (found by one sort) go through polars' is_first_distinct."""
-    keep = np.ones(len(rid), dtype=bool)
-    pair = rid * (n_identities + 1) + iid
+def _repeated_pairs(rid: np.ndarray, iid: np.ndarray, order: np.ndarray, n_identities: int) -> np.ndarray:
+    """The rows (indices into rid/iid) whose (rid, iid) pair occurred earlier in `order`, a permutation.
+
+    Worked out in row order, so that rid and iid are not gathered into `order` (two 10M-row random gathers):
+    one sort of the packed pairs finds the repeated ones, and only the rows holding those are ranked by their
+    position in `order`. np.unique (numpy 2.4) is many times slower than np.sort, and so is polars'
+    is_first_distinct over every row (3.1 s at 10M, against 0.2 s for the sort).
+    """
+    n = len(rid)
+    width = n_identities + 1
+    bits = max(n - 1, 1).bit_length()  # a row's position; a repeated pair's number below n takes as many
+    if n < 2 or (int(rid.max()) + 1) * width >= 2**62 or 2 * bits > 62:
+        first = pl.DataFrame({"r": rid[order], "i": iid[order]}).select(pl.struct("r", "i").is_first_distinct())
+        return order[~first.to_series().to_numpy()]
+    pair = rid * width + iid
     ordered = np.sort(pair)
-    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
-    if len(repeated):
-        flagged = np.zeros(n_records, dtype=bool)
-        flagged[repeated // (n_identities + 1)] = True
-        candidates = np.flatnonzero(flagged[rid])
-        keep[candidates] = pl.Series(pair[candidates]).is_first_distinct().to_numpy()
-    return keep
+    repeated = _distinct(ordered[1:][ordered[1:] == ordered[:-1]])
+    if len(repeated) == 0:
+        return np.zeros(0, dtype=np.int64)
+    # only records that hold a repeated pair can hold its rows; then an exact lookup among those rows
+    flagged = np.zeros(int(rid.max()) + 1, dtype=bool)
+    flagged[repeated // width] = True
+    candidates = np.flatnonzero(flagged[rid])
+    which = np.minimum(np.searchsorted(repeated, pair[candidates]), len(repeated) - 1)
+    hit = repeated[which] == pair[candidates]
+    candidates, which = candidates[hit], which[hit]
+    position = np.empty(n, dtype=np.int64)
+    position[order] = np.arange(n, dtype=np.int64)
+    packed = np.sort((which << bits) | position[candidates])
+    later = np.concatenate(([False], (packed[1:] >> bits) == (packed[:-1] >> bits)))
+    return order[packed[later] & ((1 << bits) - 1)]
 
 
 def _distinct(values: np.ndarray) -> np.ndarray:
@@ -380,7 +400,12 @@ def _link_order(
         columns["_rid"], columns["_oid"] = rid, oid
     order = pl.DataFrame(columns).select(pl.arg_sort_by(list(columns))).to_series().to_numpy()
     # the first position of each (record, identity) pair in that order
-    return order[_first_pairs(rid[order], iid[order], n_records, n_identities)]
+    repeated = _repeated_pairs(rid, iid, order, n_identities)
+    if len(repeated) == 0:
+        return order
+    keep = np.ones(len(order), dtype=bool)
+    keep[repeated] = False
+    return order[keep[order]]
 
 
 _HEX_DIGEST = {32: re.compile("[0-9a-f]{32}"), 64: re.compile("[0-9a-f]{64}")}
@@ -448,10 +473,14 @@ def _translate_hashed_phones(obs: pl.DataFrame, extra_phones: pl.DataFrame | Non
     # one reason per phone whatever the row order: the reason depends only on the value
     phones = phones.unique(subset="id_value", keep="first")
     to_phone = _digest_phones(phones["id_value"], wanted)
-    reason_of = dict(zip(phones["id_value"].to_list(), phones["unusable_reason"].to_list()))
-    phone_reason = {digest: reason_of[phone] for digest, phone in to_phone.items()}
     if not to_phone:
         return obs
+    # the reasons of the matched phones only: a dict of every phone took 1.3 s at 10M observations
+    matched = pl.DataFrame(
+        {"digest": list(to_phone), "id_value": list(to_phone.values())},
+        schema={"digest": pl.String, "id_value": pl.String},
+    ).join(phones, on="id_value", how="left")
+    phone_reason = dict(zip(matched["digest"].to_list(), matched["unusable_reason"].to_list()))
     # md5 and sha256 digests differ in length, so one mapping serves both types. Only the hashed rows are
     # looked up; the results are scattered into the full columns.
     phone = hashed["id_value"].replace_strict(to_phone, default=None, return_dtype=pl.String)
