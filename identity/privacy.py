@@ -133,6 +133,14 @@ def identity_key_text(id_type: str, scope: str | None, value: str) -> str:
     return f"{id_type}\t{scope or ''}\t{value}"
 
 
+def identity_hmac_series(key: bytes, identities: pl.DataFrame) -> pl.Series:
+    """identity_hmac of each row's (id_type, scope, id_value), in bulk (keyed_hash_series)."""
+    texts = identities.select(
+        pl.concat_str([pl.col("id_type"), pl.col("scope").fill_null(""), pl.col("id_value")], separator="\t")
+    ).to_series()
+    return keyed_hash_series(key, texts)
+
+
 def mask_phone(phone: str | None) -> str | None:
     """``139****5678`` for a normalized 11-digit mobile; anything else is fully starred (never echoed)."""
     if phone is None:

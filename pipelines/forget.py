@@ -26,7 +26,7 @@ import polars as pl
 import identity
 from identity.config import IdentityConfig
 from identity.normalize import phone_hashes
-from identity.privacy import identity_hmac
+from identity.privacy import identity_hmac, identity_hmac_series
 from pipelines.observations import RecordSpec
 
 PRIVACY_SCHEMA = "privacy"
@@ -112,44 +112,75 @@ def with_phone_hashes(identities: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([identities.cast(pl.String), extra]).unique()
 
 
+def _exists(con, name: str) -> bool:
+    schema, table = name.split(".")
+    return bool(
+        con.execute(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            [schema, table],
+        ).fetchall()[0][0]
+    )
+
+
 def _table(con, name: str) -> pl.DataFrame | None:
     schema, table = name.split(".")
-    found = con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, table]
-    ).fetchall()[0][0]
-    return con.sql(f'select * from "{schema}"."{table}"').pl() if found else None
+    return con.sql(f'select * from "{schema}"."{table}"').pl() if _exists(con, name) else None
+
+
+# The person's part of identity.observations, found where it lives: a request names a handful of identifiers, and
+# reading the table into memory to join them was the whole of its 27M rows (several GB) per request.
+_OBSERVED = (
+    "(select source, record_id, id_type, scope, id_value from identity.observations where id_value is not null)"
+)
+_KEY = "using (id_type, scope, id_value)"
+_SCOPE_SQL = {
+    "records": f"select distinct source, record_id from {_OBSERVED} semi join __forget_given {_KEY}",
+    "unknown": f"select count(*) from __forget_given anti join {_OBSERVED} {_KEY}",
+    "on_records": (
+        f"select distinct id_type, scope, id_value from {_OBSERVED} semi join __forget_records using (source, record_id)"
+    ),
+    # identities on the records that some other record also carries: they are not only the person's
+    "elsewhere": (
+        f"select distinct id_type, scope, id_value from {_OBSERVED} semi join __forget_on_records {_KEY} "
+        "anti join __forget_records using (source, record_id)"
+    ),
+    "users": (
+        "select user_id from identity.id_map semi join __forget_given using (id_type, scope, id_value) union "
+        "select user_id from identity.record_map semi join __forget_records using (source, record_id)"
+    ),
+    "user_records": "select source, record_id from identity.record_map semi join __forget_users using (user_id)",
+    "user_identities": "select id_type, scope, id_value from identity.id_map semi join __forget_users using (user_id)",
+}
+
+
+def _scope_query(con, name: str, **frames: pl.DataFrame) -> pl.DataFrame:
+    """One of `_SCOPE_SQL`'s queries, with the given frames registered as `__forget_<name>` while it runs."""
+    for frame_name, frame in frames.items():
+        _register(con, f"__forget_{frame_name}", frame)
+    try:
+        return con.sql(_SCOPE_SQL[name]).pl()
+    finally:
+        for frame_name in frames:
+            con.unregister(f"__forget_{frame_name}")
 
 
 def person_scope(
     con: duckdb.DuckDBPyConnection, given: pl.DataFrame, whole_user: bool = False
 ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """(identities, records, unknown): the person's identities and (source, record_id)s, per the module doc."""
-    observations = _table(con, "identity.observations")
-    if observations is None:
+    if not _exists(con, "identity.observations"):
         return given, pl.DataFrame(schema={"source": pl.String, "record_id": pl.String}), given.height
-    observed = observations.filter(pl.col("id_value").is_not_null()).select("source", "record_id", *IDENTITY_KEY)
-    hits = observed.join(given, on=IDENTITY_KEY, how="semi")
-    unknown = given.join(observed.select(IDENTITY_KEY).unique(), on=IDENTITY_KEY, how="anti").height
-    records = hits.select("source", "record_id").unique()
+    given = given.select(IDENTITY_KEY).cast(pl.String)
+    records = _scope_query(con, "records", given=given)
+    unknown = int(_scope_query(con, "unknown", given=given).item())
     if whole_user:
-        record_map = _table(con, "identity.record_map")
-        id_map = _table(con, "identity.id_map")
-        users = pl.concat(
-            [
-                id_map.join(given, on=IDENTITY_KEY, how="semi").select("user_id"),
-                record_map.join(records, on=["source", "record_id"], how="semi").select("user_id"),
-            ]
-        ).unique()
-        records = pl.concat(
-            [records, record_map.join(users, on="user_id", how="semi").select("source", "record_id")]
-        ).unique()
-        identities = pl.concat(
-            [given, id_map.join(users, on="user_id", how="semi").select(IDENTITY_KEY),
-             observed.join(records, on=["source", "record_id"], how="semi").select(IDENTITY_KEY)]
-        ).unique()
+        users = _scope_query(con, "users", given=given, records=records)
+        records = pl.concat([records, _scope_query(con, "user_records", users=users)]).unique()
+        on_records = _scope_query(con, "on_records", records=records)
+        identities = pl.concat([given, _scope_query(con, "user_identities", users=users), on_records]).unique()
     else:
-        on_records = observed.join(records, on=["source", "record_id"], how="semi").select(IDENTITY_KEY).unique()
-        elsewhere = observed.join(records, on=["source", "record_id"], how="anti").select(IDENTITY_KEY).unique()
+        on_records = _scope_query(con, "on_records", records=records)
+        elsewhere = _scope_query(con, "elsewhere", on_records=on_records, records=records)
         exclusive = on_records.join(elsewhere, on=IDENTITY_KEY, how="anti")
         identities = pl.concat([given, exclusive]).unique()
     return with_phone_hashes(identities), records, unknown
@@ -197,7 +228,7 @@ def delete_raw_rows(con, specs: list[RecordSpec], records: pl.DataFrame) -> dict
 def delete_quarantine(con, identities: pl.DataFrame, raw_values: list[str]) -> int:
     """Quarantine keeps one raw cell per bad row: drop those holding one of the person's values, in any form."""
     values = sorted({v for v in [*identities["id_value"].to_list(), *raw_values] if v and len(v) >= 6})
-    if not values or _table(con, "raw.quarantine") is None:
+    if not values or not _exists(con, "raw.quarantine"):
         return 0
     _register(con, "__forget_values", pl.DataFrame({"v": values}))
     try:
@@ -219,7 +250,7 @@ def redact_merge_logs(con, identities: pl.DataFrame, records: pl.DataFrame) -> i
     _register(con, "__forget_records", records)
     try:
         for schema in ("identity", "identity_state"):
-            if _table(con, f"{schema}.merge_log") is None:
+            if not _exists(con, f"{schema}.merge_log"):
                 continue
             total += int(
                 con.execute(
@@ -260,11 +291,18 @@ def forget(
     report = ForgetReport(identifiers_given=given.height)
     identities, records, report.unknown = person_scope(con, identities_given, whole_user)
     raw_values = []
-    observations = _table(con, "identity.observations")
-    if observations is not None:
-        raw_values = (
-            observations.join(identities, on=IDENTITY_KEY, how="semi")["raw_value"].drop_nulls().unique().to_list()
-        )
+    if _exists(con, "identity.observations"):
+        _register(con, "__forget_identities", identities)
+        try:
+            raw_values = [
+                value
+                for (value,) in con.execute(
+                    "select distinct raw_value from identity.observations semi join __forget_identities "
+                    f"{_KEY} where raw_value is not null"
+                ).fetchall()
+            ]
+        finally:
+            con.unregister("__forget_identities")
     report.identities = identities.height
     report.records = records.height
     con.execute("begin transaction")
@@ -326,11 +364,9 @@ class TombstoneFilter:
         normalized = identity.normalize_observations(
             observed.with_columns(pl.lit(source).alias("source")), self.config
         ).filter(pl.col("id_value").is_not_null())
-        hashes = [
-            identity_hmac(self.key, t, s, v)
-            for t, s, v in normalized.select(IDENTITY_KEY).iter_rows()
-        ]
-        hit = normalized.select("record_id").with_columns(pl.Series("h", hashes)).filter(
+        # in bulk: a raw table's every identifier is hashed at each ingest once anyone has been forgotten
+        hashes = identity_hmac_series(self.key, normalized)
+        hit = normalized.select("record_id").with_columns(hashes.alias("h")).filter(
             pl.col("h").is_in(list(self.tombstones))
         )
         drop = set(int(r) for r in hit["record_id"].to_list())

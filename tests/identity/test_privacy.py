@@ -18,6 +18,7 @@ from identity.privacy import (
     hash_engine,
     hmac_key,
     identity_hmac,
+    identity_hmac_series,
     identity_key_text,
     keyed_hash_series,
     keyed_hashes,
@@ -76,6 +77,11 @@ def test_bulk_hashes_equal_one_at_a_time():
     assert keyed_hashes(key, [identity_key_text("phone", None, "139")]) == [identity_hmac(key, "phone", "", "139")]
     for k in (key, None):
         assert user_ids_for(texts, k).to_list() == [user_id_for(t, k) for t in texts]
+    identities = pl.DataFrame(
+        [("phone", "", "13912345678"), ("openid", "wxapp", "oAbC"), ("email", None, "中文@x.cn")],
+        schema=["id_type", "scope", "id_value"], orient="row",
+    )
+    assert identity_hmac_series(key, identities).to_list() == [identity_hmac(key, *row) for row in identities.iter_rows()]
 
 
 @pytest.mark.parametrize("engine", ["duckdb", "python"])
