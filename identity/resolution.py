@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -743,44 +744,49 @@ def resolve(
     node_class[n_records + classed["iid"].to_numpy()] = classed["class_id"].to_numpy()
     lap("order")
 
-    roots, rejected, joined = greedy_union(
-        n_records + n_identities,
-        ordered["rid"].to_numpy(),
-        ordered["iid"].to_numpy() + n_records,
-        node_class,
-        classes.height,
-        engine=engine,
-    )
+    # The kernel (numba, which lets go of the GIL) runs in a second thread while this one prepares what does not
+    # depend on its result: the blocked values and the anchor priority of every identity. Nearly all else here
+    # keeps one core busy, and this machine has two.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        union = pool.submit(
+            greedy_union,
+            n_records + n_identities,
+            ordered["rid"].to_numpy(),
+            ordered["iid"].to_numpy() + n_records,
+            node_class,
+            classes.height,
+            engine=engine,
+        )
+        # What the outputs need of `obs` and `links` first, so that their working columns (translated keys,
+        # ranks) are freed before the output tables are gathered: a gigabyte less at the peak at 13M observations.
+        blocked_values = (
+            obs.filter(pl.col("unusable_reason").is_in(BLOCK_REASONS))
+            .group_by("id_type", "scope", "id_value", "unusable_reason")
+            .agg(pl.col("rid").n_unique().cast(pl.Int64).alias("records"))
+            .rename({"unusable_reason": "reason"})
+            .sort("id_type", "scope", "id_value", "reason")
+            .select(list(BLOCKED_SCHEMA))
+        )
+        observations_out = obs.select(OUTPUT_COLUMNS)
+        del obs, links
+        # anchor: the identity first seen earliest (nulls last), then by type priority, then by key text (= iid)
+        node_rank = nodes["_rank"].to_numpy().astype(np.int64)
+        priority = (
+            pl.DataFrame({"t": first_time, "k": node_rank * max(n_identities, 1) + np.arange(n_identities)})
+            .select(pl.arg_sort_by("t", "k"))
+            .to_series()
+            .to_numpy()
+            .astype(np.int64)
+        )
+        position = np.empty(n_identities, dtype=np.int64)
+        position[priority] = np.arange(n_identities, dtype=np.int64)
+        roots, rejected, joined = union.result()
     lap("link")
-
-    # What the outputs need of `obs` and `links` first, so that their working columns (translated keys, ranks)
-    # are freed before the output tables are gathered: a gigabyte less at the peak at 13M observations.
-    blocked_values = (
-        obs.filter(pl.col("unusable_reason").is_in(BLOCK_REASONS))
-        .group_by("id_type", "scope", "id_value", "unusable_reason")
-        .agg(pl.col("rid").n_unique().cast(pl.Int64).alias("records"))
-        .rename({"unusable_reason": "reason"})
-        .sort("id_type", "scope", "id_value", "reason")
-        .select(list(BLOCKED_SCHEMA))
-    )
-    observations_out = obs.select(OUTPUT_COLUMNS)
-    del obs, links
 
     # Outputs by integer index: every cluster (root) gets a row number in `users`, and the strings of records,
     # identities and user ids are gathered once by those numbers instead of joined.
     n_nodes = n_records + n_identities
     record_root, node_root = roots[:n_records], roots[n_records:]
-    # anchor: the identity first seen earliest (nulls last), then by type priority, then by key text (= iid)
-    node_rank = nodes["_rank"].to_numpy().astype(np.int64)
-    priority = (
-        pl.DataFrame({"t": first_time, "k": node_rank * max(n_identities, 1) + np.arange(n_identities)})
-        .select(pl.arg_sort_by("t", "k"))
-        .to_series()
-        .to_numpy()
-        .astype(np.int64)
-    )
-    position = np.empty(n_identities, dtype=np.int64)
-    position[priority] = np.arange(n_identities, dtype=np.int64)
     best = np.full(n_nodes, n_identities, dtype=np.int64)
     np.minimum.at(best, node_root, position)
     identities_of_root = np.bincount(node_root, minlength=n_nodes)
