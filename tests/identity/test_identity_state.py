@@ -261,3 +261,39 @@ def test_a_memory_limit_set_back_from_its_shown_form_stays_the_same(limit):
     for _ in range(3):
         con.execute(f"set memory_limit = '{state_module.restorable_setting(shown)}'")
         assert con.sql("select current_setting('memory_limit')").fetchall()[0][0] == shown
+
+
+def test_new_cluster_ids_equal_the_one_at_a_time_definition():
+    """`_newcomer_ids` gives most clusters their fresh id at once and loops over the rest; the result must be the
+    loop over every cluster, including when a salted id is another cluster's fresh id (a forced collision)."""
+    from identity.resolution import user_id_for
+
+    def newcomers(pairs):
+        return pl.DataFrame(pairs, schema={"fresh": pl.String, "anchor": pl.String}, orient="row").sort("fresh")
+
+    def both(frame, issued, winners, key=None):
+        args = (frame, pl.Series(issued, dtype=pl.String), pl.Series(winners, dtype=pl.String), key)
+        fast, slow = state_module._newcomer_ids(*args), state_module._newcomer_ids_in_order(*args)
+        assert fast.to_list() == slow.to_list()
+        assert fast.is_unique().all() and not set(fast) & set(issued) and not set(fast) & set(winners)
+        return fast.to_list()
+
+    anchors = [f"phone\t\t1391111{i:04d}" for i in range(40)]
+    plain = [(user_id_for(a), a) for a in anchors]
+    # nothing taken: every cluster keeps its fresh id
+    assert both(newcomers(plain), [], []) == sorted(f for f, _ in plain)
+    # some fresh ids issued before or kept by old users, one anchor's first salted id issued too
+    issued = [plain[3][0], plain[7][0], user_id_for(plain[3][1] + "#1"), "u_0000000000000000"]
+    out = both(newcomers(plain), issued, [plain[11][0]])
+    assert user_id_for(plain[3][1] + "#2") in out and user_id_for(plain[7][1] + "#1") in out
+    # forced collision: a cluster whose fresh id is the salted id another cluster would take
+    salted = user_id_for(plain[3][1] + "#1")
+    collided = newcomers(plain + [(salted, "phone\t\t13999999999")])
+    out = both(collided, [plain[3][0]], [])
+    if salted < plain[3][0]:  # the colliding cluster comes first and keeps its id: the other salts twice
+        assert salted in out and user_id_for(plain[3][1] + "#2") in out
+    else:  # the salted id went first: the colliding cluster takes its own anchor's id
+        assert salted in out and user_id_for("phone\t\t13999999999") in out
+    for key in (None, b"k" * 32):
+        keyed = [(user_id_for(a, key), a) for a in anchors]
+        both(newcomers(keyed), [keyed[0][0], keyed[5][0]], [keyed[9][0]], key)
