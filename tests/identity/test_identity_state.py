@@ -297,3 +297,28 @@ def test_new_cluster_ids_equal_the_one_at_a_time_definition():
     for key in (None, b"k" * 32):
         keyed = [(user_id_for(a, key), a) for a in anchors]
         both(newcomers(keyed), [keyed[0][0], keyed[5][0]], [keyed[9][0]], key)
+
+
+def test_a_split_into_equal_parts_leaves_the_id_with_the_smaller_fresh_id(make_observations):
+    """Rule 6's ties: both parts hold one identity and one record, so the part whose fresh (anchor) id is smaller
+    keeps the old id, and the other is logged as split off with an id of its own."""
+    from identity.resolution import user_id_for
+
+    bridge = ("orders", "o3", "phone", "", "13955550001", "2024-01-03 10:00:00")
+    rows = [
+        ("orders", "o1", "phone", "", "13955550001", "2024-01-01 10:00:00"),
+        ("orders", "o2", "phone", "", "13955550002", "2024-01-02 10:00:00"),
+        bridge,
+        ("orders", "o3", "phone", "", "13955550002", "2024-01-03 10:00:00"),
+    ]
+    first = run(make_observations(rows))
+    (before,) = set(first.resolution.record_map["user_id"])
+    second = run(make_observations(rows[:2]), state=first.state)
+    own = {phone: user_id_for(f"phone\t\t{phone}") for phone in ("13955550001", "13955550002")}
+    keeper, other = sorted(own, key=own.get)
+    record_of = {"13955550001": "o1", "13955550002": "o2"}
+    assert user_of(second, "orders", record_of[keeper]) == before
+    split_off = user_of(second, "orders", record_of[other])
+    assert split_off != before
+    (event,) = second.events.iter_rows(named=True)
+    assert (event["event"], event["old_user_id"], event["new_user_id"]) == ("split", before, split_off)
