@@ -268,3 +268,26 @@ def test_text_rank_is_the_dense_text_rank_even_when_hashes_collide(monkeypatch):
     # a hash that maps everything to one value: the check against the strings must catch it and fall back
     monkeypatch.setattr(pl.Series, "hash", lambda self, seed=0: pl.Series([0] * len(self), dtype=pl.UInt64))
     assert _text_rank(values).to_list() == expected.to_list()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_repeated_pairs_are_the_later_occurrences_in_link_order(seed):
+    """`_repeated_pairs` finds, in row order, the rows whose (record, identity) pair came earlier in the given
+    order; the same through its packed-integer path and its fallback for ids too large to pack."""
+    import numpy as np
+
+    from identity.resolution import _repeated_pairs
+
+    rng = np.random.default_rng(seed)
+    for n in (0, 1, 2, 50, 2_000):
+        rid, iid = rng.integers(0, 40, n), rng.integers(0, 30, n)
+        order = rng.permutation(n)
+        seen, expected = set(), []
+        for row in order.tolist():
+            pair = (int(rid[row]), int(iid[row]))
+            if pair in seen:
+                expected.append(row)
+            seen.add(pair)
+        for n_identities in (30, 2**61):  # the second cannot be packed into one int64
+            got = _repeated_pairs(rid, iid, order, n_identities)
+            assert sorted(got.tolist()) == sorted(expected)
