@@ -28,23 +28,15 @@ def _greedy_kernel(link_record, link_identity, node_class, node, tail, next_node
     refused = 0
     for k in range(len(link_record)):
         a = link_record[k]
-        while node[2 * a] >= 0:  # path halving
-            parent = node[2 * a]
-            grandparent = node[2 * parent]
-            if grandparent < 0:
-                a = parent
-            else:
-                node[2 * a] = grandparent
-                a = grandparent
         b = link_identity[k]
+        while node[2 * a] >= 0:  # path halving: point a at its grandparent (a root's entry is negative)
+            if node[2 * node[2 * a]] >= 0:
+                node[2 * a] = node[2 * node[2 * a]]
+            a = node[2 * a]
         while node[2 * b] >= 0:
-            parent = node[2 * b]
-            grandparent = node[2 * parent]
-            if grandparent < 0:
-                b = parent
-            else:
-                node[2 * b] = grandparent
-                b = grandparent
+            if node[2 * node[2 * b]] >= 0:
+                node[2 * b] = node[2 * node[2 * b]]
+            b = node[2 * b]
         if a == b:
             continue
         head_a = node[2 * a + 1]
