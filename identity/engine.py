@@ -20,7 +20,7 @@ def _greedy_kernel(link_record, link_identity, node_class, node, tail, next_node
     `node` holds two numbers per node side by side, so that a union reads one cache line per set instead of
     four arrays: node[2i] is i's parent, or minus the set's size when i is a root (union by size), and
     node[2i + 1] the head of the set's list of members that belong to a unique class (-1: none). Random access
-    to these arrays is nearly all of the kernel's time; this layout took it from 2.9 to 1.5 s at 8.8M links.
+    to these arrays is nearly all of the kernel's time; this layout took it from 2.7-2.9 to 1.8 s at 8.8M links.
     A set holds at most one member per class, so the lists (next_node, with the last member in tail) stay as
     short as the number of classes a person touches, and a conflict check is one walk of each list with `mark`
     (indexed by class) as scratch. `root[i]` receives i's root at the end. Returns the number of refused links.
