@@ -191,7 +191,8 @@ class RunResult:
 # ---------------------------------------------------------------------------------------------- persistence
 
 
-def _exists(con, schema: str, table: str) -> bool:
+def table_exists(con, schema: str, table: str) -> bool:
+    """Whether the DuckDB connection holds schema.table."""
     rows = con.execute(
         "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, table]
     ).fetchall()
@@ -249,10 +250,10 @@ def load_state(
     """The state in a DuckDB database (`identity` + `identity_state` schemas), or None if it holds no run yet.
     The large tables go through Parquet files in a temporary folder in `scratch` (default: the system's).
     per_row_tables=False leaves `observations` and `links` empty (a `partial` state: for full runs only)."""
-    if not _exists(con, history_schema, "runs"):
+    if not table_exists(con, history_schema, "runs"):
         return None
     names = [*LATEST_TABLES, *HISTORY_TABLES]
-    if not all(_exists(con, history_schema if name in HISTORY_TABLES else latest_schema, name) for name in names):
+    if not all(table_exists(con, history_schema if name in HISTORY_TABLES else latest_schema, name) for name in names):
         return None
     frames = {}
     # The copies stream; without a limit DuckDB keeps the blocks they read cached beside the frames (6 GB more
@@ -445,7 +446,7 @@ def save_changes(
     rows of the re-resolved users only. Returns the rows each written table holds afterwards.
     """
     last = None
-    if _exists(con, history_schema, "runs"):
+    if table_exists(con, history_schema, "runs"):
         last = con.sql(f'select max(run_id) from "{history_schema}"."runs"').fetchall()[0][0]
     if last != changes.base_run_id:
         raise StaleStateError(
@@ -1023,7 +1024,7 @@ def load_touched_state(
     Memory and time follow the batch and the users it touches, not the size of the state.
     """
     names = [*LATEST_TABLES, *HISTORY_TABLES]
-    if not all(_exists(con, history_schema if name in HISTORY_TABLES else latest_schema, name) for name in names):
+    if not all(table_exists(con, history_schema if name in HISTORY_TABLES else latest_schema, name) for name in names):
         return None
     frames = {name: con.sql(f'select * from "{history_schema}"."{name}"').pl() for name in HISTORY_TABLES}
     if frames["runs"].height == 0:

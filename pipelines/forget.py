@@ -27,6 +27,7 @@ import identity
 from identity.config import IdentityConfig
 from identity.normalize import phone_hashes
 from identity.privacy import identity_hmac, identity_hmac_series
+from identity.state import table_exists
 from pipelines.observations import RecordSpec
 
 PRIVACY_SCHEMA = "privacy"
@@ -71,11 +72,7 @@ def ensure_tombstones(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def load_tombstones(con: duckdb.DuckDBPyConnection) -> set[str]:
-    exists = con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = 'tombstones'",
-        [PRIVACY_SCHEMA],
-    ).fetchall()[0][0]
-    if not exists:
+    if not _exists(con, TOMBSTONES):
         return set()
     return {row[0] for row in con.sql(f"select id_hmac from {TOMBSTONES}").fetchall()}
 
@@ -113,13 +110,7 @@ def with_phone_hashes(identities: pl.DataFrame) -> pl.DataFrame:
 
 
 def _exists(con, name: str) -> bool:
-    schema, table = name.split(".")
-    return bool(
-        con.execute(
-            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-            [schema, table],
-        ).fetchall()[0][0]
-    )
+    return table_exists(con, *name.split("."))
 
 
 def _table(con, name: str) -> pl.DataFrame | None:
@@ -137,7 +128,8 @@ _SCOPE_SQL = {
     "records": f"select distinct source, record_id from {_OBSERVED} semi join __forget_given {_KEY}",
     "unknown": f"select count(*) from __forget_given anti join {_OBSERVED} {_KEY}",
     "on_records": (
-        f"select distinct id_type, scope, id_value from {_OBSERVED} semi join __forget_records using (source, record_id)"
+        f"select distinct id_type, scope, id_value from {_OBSERVED} "
+        "semi join __forget_records using (source, record_id)"
     ),
     # identities on the records that some other record also carries: they are not only the person's
     "elsewhere": (
