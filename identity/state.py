@@ -542,7 +542,7 @@ def _newcomer_ids(newcomers: pl.DataFrame, issued: pl.Series, winners: pl.Series
     cluster; else the first salted id of its anchor that is none of those (`_salted_id`).
 
     Vectorized for the clusters whose fresh id is free, nearly all of them (1.7M in a first run at 10M links,
-    where a Python loop over every cluster took 8 s); only the others go through the loop. A salted id is the
+    where the loop over every cluster, with the sets it kept, took 8 s); only the others go through the loop. A salted id is the
     hash of another text, so it is some cluster's fresh id only by a 64-bit collision: if that ever happens, every
     cluster goes through the loop (`_newcomer_ids_in_order`), which is the definition.
     """

@@ -137,7 +137,7 @@ _SCOPE_SQL = {
         "anti join __forget_records using (source, record_id)"
     ),
     "users": (
-        "select user_id from identity.id_map semi join __forget_given using (id_type, scope, id_value) union "
+        f"select user_id from identity.id_map semi join __forget_given {_KEY} union "
         "select user_id from identity.record_map semi join __forget_records using (source, record_id)"
     ),
     "user_records": "select source, record_id from identity.record_map semi join __forget_users using (user_id)",
