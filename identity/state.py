@@ -199,6 +199,14 @@ def table_exists(con, schema: str, table: str) -> bool:
     return rows[0][0] > 0
 
 
+def state_exists(con, latest_schema: str = LATEST_SCHEMA, history_schema: str = HISTORY_SCHEMA) -> bool:
+    """Whether the database holds a whole state: every one of its tables (a run stopped half-way may leave some)."""
+    return all(
+        table_exists(con, history_schema if name in HISTORY_TABLES else latest_schema, name)
+        for name in [*LATEST_TABLES, *HISTORY_TABLES]
+    )
+
+
 def read_parquet_frame(path: str | os.PathLike) -> pl.DataFrame:
     """The file as a polars frame with one chunk per column, read a column at a time.
 
@@ -250,17 +258,14 @@ def load_state(
     """The state in a DuckDB database (`identity` + `identity_state` schemas), or None if it holds no run yet.
     The large tables go through Parquet files in a temporary folder in `scratch` (default: the system's).
     per_row_tables=False leaves `observations` and `links` empty (a `partial` state: for full runs only)."""
-    if not table_exists(con, history_schema, "runs"):
-        return None
-    names = [*LATEST_TABLES, *HISTORY_TABLES]
-    if not all(table_exists(con, history_schema if name in HISTORY_TABLES else latest_schema, name) for name in names):
+    if not state_exists(con, latest_schema, history_schema):
         return None
     frames = {}
     # The copies stream; without a limit DuckDB keeps the blocks they read cached beside the frames (6 GB more
     # at 27M observations).
     with memory_limit_lowered(con, "1GB"):
         with tempfile.TemporaryDirectory(prefix="oneid-load-", dir=scratch) as folder:
-            for name in names:
+            for name in [*LATEST_TABLES, *HISTORY_TABLES]:
                 schema = history_schema if name in HISTORY_TABLES else latest_schema
                 query = f'select * from "{schema}"."{name}"'
                 if name in LARGE_TABLES and not per_row_tables:
@@ -542,9 +547,9 @@ def _newcomer_ids(newcomers: pl.DataFrame, issued: pl.Series, winners: pl.Series
     cluster; else the first salted id of its anchor that is none of those (`_salted_id`).
 
     Vectorized for the clusters whose fresh id is free, nearly all of them (1.7M in a first run at 10M links,
-    where the loop over every cluster, with the sets it kept, took 8 s); only the others go through the loop. A salted id is the
-    hash of another text, so it is some cluster's fresh id only by a 64-bit collision: if that ever happens, every
-    cluster goes through the loop (`_newcomer_ids_in_order`), which is the definition.
+    where the loop over every cluster, with the sets it kept, took 8 s); only the others go through the loop.
+    A salted id is the hash of another text, so it is some cluster's fresh id only by a 64-bit collision: if that
+    ever happens, every cluster goes through the loop (`_newcomer_ids_in_order`), which is the definition.
     """
     fresh = newcomers["fresh"]
     if fresh.len() == 0:
@@ -1023,8 +1028,7 @@ def load_touched_state(
     changes it would give on the whole state, to save with `save_changes`; its `state` is then the same part.
     Memory and time follow the batch and the users it touches, not the size of the state.
     """
-    names = [*LATEST_TABLES, *HISTORY_TABLES]
-    if not all(table_exists(con, history_schema if name in HISTORY_TABLES else latest_schema, name) for name in names):
+    if not state_exists(con, latest_schema, history_schema):
         return None
     frames = {name: con.sql(f'select * from "{history_schema}"."{name}"').pl() for name in HISTORY_TABLES}
     if frames["runs"].height == 0:

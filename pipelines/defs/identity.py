@@ -35,7 +35,6 @@ from identity.privacy import demo_key_notice, hmac_key, identity_key_text, keyed
 from identity.health import graph_health, markdown
 from identity.state import (
     HISTORY_SCHEMA,
-    HISTORY_TABLES,
     LATEST_SCHEMA,
     LATEST_TABLES,
     as_input,
@@ -48,6 +47,7 @@ from identity.state import (
     run,
     save_changes,
     stage_state,
+    state_exists,
     transaction,
     write_table,
 )
@@ -116,10 +116,8 @@ def plan_run(con, observations: pl.DataFrame, config) -> tuple[bool, pl.DataFram
     """(incremental?, observations to give `run`, why). Incremental when the state in the warehouse was made with
     the same rules and every one of its observations is still there; the batch is then the observations it has
     not seen. The comparison runs in DuckDB against `identity.observations`, which stays in the warehouse."""
-    tables = set(con.sql("select schema_name, table_name from duckdb_tables()").fetchall())
-    state_tables = {(LATEST_SCHEMA, name) for name in LATEST_TABLES} | {(HISTORY_SCHEMA, n) for n in HISTORY_TABLES}
     last = []
-    if state_tables <= tables:  # as load_state: a state is all of its tables
+    if state_exists(con):
         last = con.sql(f'select config_hash from "{HISTORY_SCHEMA}".runs order by run_id desc limit 1').fetchall()
     if not last:
         return False, observations, "no state yet"

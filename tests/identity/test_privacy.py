@@ -81,7 +81,8 @@ def test_bulk_hashes_equal_one_at_a_time():
         [("phone", "", "13912345678"), ("openid", "wxapp", "oAbC"), ("email", None, "中文@x.cn")],
         schema=["id_type", "scope", "id_value"], orient="row",
     )
-    assert identity_hmac_series(key, identities).to_list() == [identity_hmac(key, *row) for row in identities.iter_rows()]
+    expected = [identity_hmac(key, *row) for row in identities.iter_rows()]
+    assert identity_hmac_series(key, identities).to_list() == expected
 
 
 @pytest.mark.parametrize("engine", ["duckdb", "python"])
