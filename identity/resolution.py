@@ -651,7 +651,14 @@ def resolve(
     lap("normalize")
 
     parts: dict = {}
-    obs = obs.with_columns(rid=_dense_ints(_key_rank(obs, ("source",), "record_id", parts)))
+    # Records are ranked in a second thread while this one translates hashed phones and ranks the identity keys:
+    # neither needs the other, and each alone keeps one of this machine's two cores only partly busy.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        record_rank = pool.submit(lambda: _dense_ints(_key_rank(obs, ("source",), "record_id", parts)))
+        translated = _translate_hashed_phones(obs, hints.phones if hints is not None else None)
+        lap("translate")
+        ranks, type_names = _key_ranks(translated)
+        obs = translated.with_columns(rid=record_rank.result())
     if "source" in parts:
         source_text, source_names = parts["source"]
     else:
@@ -660,13 +667,10 @@ def resolve(
     rid = obs["rid"].to_numpy()
     n_records = int(rid.max()) + 1 if len(rid) else 0
     records = obs.select("rid", "source", "record_id")[_first_rows(rid, n_records)]
-    obs = _translate_hashed_phones(obs, hints.phones if hints is not None else None)
-    lap("translate")
 
     # A link is a usable row of `obs` reduced to integers; its strings stay in `obs` and are gathered by row
     # number (`_row`) where needed, instead of copying 13M rows of them into a frame of links.
     want_links = links
-    ranks, type_names = _key_ranks(obs)
     type_rank = priority_ranks(
         config.id_type_priority, obs["id_type"].unique().to_list() + obs["link_type"].unique().to_list()
     )
@@ -700,48 +704,53 @@ def resolve(
         links = links.filter(~is_shared)
     lap("shared")
 
-    # `_oid` (the observed key's text rank) keeps its order after the shared links left; dense again for joins
-    links = links.with_columns(iid=_dense_ints(links["_key"]), oid=_dense_ints(links["_oid"])).drop("_key", "_oid")
+    # `_oid` (the observed key's text rank) keeps its order after the shared links left; dense again for joins.
+    # Both are numpy sorts, which let go of the GIL: one runs in a second thread.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        dense_oid = pool.submit(_dense_ints, links["_oid"])
+        links = links.with_columns(iid=_dense_ints(links["_key"]), oid=dense_oid.result()).drop("_key", "_oid")
     iid, oid, link_obs = links["iid"].to_numpy(), links["oid"].to_numpy(), links["_row"].to_numpy()
     n_identities = int(iid.max()) + 1 if len(iid) else 0
     link_time = links["_time"].to_numpy()
-    # every node's first row and earliest time by scatter on the dense ids (a group-by over millions of groups
-    # is much slower); ids follow the text order of their keys, so the nodes come out sorted by them
-    first_time = np.full(n_identities, _NULL_TIME, dtype=np.int64)
-    np.minimum.at(first_time, iid, link_time)
-    nodes = obs.select("link_type", "scope", "link_value")[link_obs[_first_rows(iid, n_identities)]].select(
-        pl.Series("iid", np.arange(n_identities, dtype=np.int64)), pl.all(), first_seen=_as_time(first_time)
-    )
     n_observed = int(oid.max()) + 1 if len(oid) else 0
-    first_observed = _first_rows(oid, n_observed)
-    observed_keys = obs.select("id_type", "scope", "id_value")[link_obs[first_observed]].select(
-        pl.Series("oid", np.arange(n_observed, dtype=np.int64)), pl.Series("iid", iid[first_observed]), pl.all()
-    )
-
-    link_rows = _link_order(
-        links["_prefix"].to_numpy(),
-        2 * len(type_rank) * len(source_rank),
-        link_time,
-        links["rid"].to_numpy(),
-        oid,
-        iid,
-        n_records,
-        n_observed,
-        n_identities,
-    )
+    # the link order (sorts) in a second thread while this one builds the node tables
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        link_order = pool.submit(
+            _link_order,
+            links["_prefix"].to_numpy(),
+            2 * len(type_rank) * len(source_rank),
+            link_time,
+            links["rid"].to_numpy(),
+            oid,
+            iid,
+            n_records,
+            n_observed,
+            n_identities,
+        )
+        # every node's first row and earliest time by scatter on the dense ids (a group-by over millions of groups
+        # is much slower); ids follow the text order of their keys, so the nodes come out sorted by them
+        first_time = np.full(n_identities, _NULL_TIME, dtype=np.int64)
+        np.minimum.at(first_time, iid, link_time)
+        nodes = obs.select("link_type", "scope", "link_value")[link_obs[_first_rows(iid, n_identities)]].select(
+            pl.Series("iid", np.arange(n_identities, dtype=np.int64)), pl.all(), first_seen=_as_time(first_time)
+        )
+        first_observed = _first_rows(oid, n_observed)
+        observed_keys = obs.select("id_type", "scope", "id_value")[link_obs[first_observed]].select(
+            pl.Series("oid", np.arange(n_observed, dtype=np.int64)), pl.Series("iid", iid[first_observed]), pl.all()
+        )
+        nodes = nodes.with_columns(_rank=pl.col("link_type").replace_strict(type_rank, return_dtype=pl.Int32))
+        classes = (
+            nodes.filter(pl.col("link_type").is_in(list(config.unique_types)))
+            .select("_rank", "link_type", "scope")
+            .unique()
+            .sort("_rank", "link_type", "scope")
+            .with_row_index("class_id")
+        )
+        classed = nodes.join(classes.drop("_rank"), on=["link_type", "scope"])
+        node_class = np.full(n_records + n_identities, -1, dtype=np.int64)
+        node_class[n_records + classed["iid"].to_numpy()] = classed["class_id"].to_numpy()
+        link_rows = link_order.result()
     ordered = links.select("rid", "oid", "iid")[link_rows]
-
-    nodes = nodes.with_columns(_rank=pl.col("link_type").replace_strict(type_rank, return_dtype=pl.Int32))
-    classes = (
-        nodes.filter(pl.col("link_type").is_in(list(config.unique_types)))
-        .select("_rank", "link_type", "scope")
-        .unique()
-        .sort("_rank", "link_type", "scope")
-        .with_row_index("class_id")
-    )
-    classed = nodes.join(classes.drop("_rank"), on=["link_type", "scope"])
-    node_class = np.full(n_records + n_identities, -1, dtype=np.int64)
-    node_class[n_records + classed["iid"].to_numpy()] = classed["class_id"].to_numpy()
     lap("order")
 
     # The kernel (numba, which lets go of the GIL) runs in a second thread while this one prepares what does not
