@@ -542,7 +542,7 @@ def _maybe_shared(carriers: pl.DataFrame, holders: pl.DataFrame, threshold: int)
 
     A value's records hold at most, per class, as many distinct values as they have holder rows of that class,
     so at most the sum over its records of each record's largest per-class row count: a value whose sum is not
-    above the threshold cannot be shared. Computed with one integer sort and a group-by on integers.
+    above the threshold cannot be shared. Computed with one integer sort and a bincount.
     """
     if carriers.height == 0 or holders.height == 0:
         return carriers.clear()
@@ -556,13 +556,10 @@ def _maybe_shared(carriers: pl.DataFrame, holders: pl.DataFrame, threshold: int)
     rows = np.diff(np.append(starts, len(cells)))
     most = np.zeros(n_rid, dtype=np.int64)
     np.maximum.at(most, cells[starts] // n_classes, rows)
-    bound = (
-        carriers.with_columns(_most=most[carriers["rid"].to_numpy()])
-        .group_by("_key")
-        .agg(pl.col("_most").sum())
-        .filter(pl.col("_most") > threshold)
-    )
-    return carriers.join(bound.select("_key"), on="_key", how="semi")
+    # the sum per value by a bincount on its dense key (float64 sums of integers are exact far beyond these)
+    key = carriers["_key"].to_numpy()
+    bound = np.bincount(key, weights=most[carriers["rid"].to_numpy()]) > threshold
+    return carriers.filter(pl.Series(bound[key]))
 
 
 def _shared_keys(
@@ -570,7 +567,7 @@ def _shared_keys(
 ) -> pl.Series:
     """`_key`s of non-unique identities seen on records that together hold more than `shared_threshold` values
     of one unique (type, scope) class: a front-desk phone, a staff member's own number, a shared device.
-    `links`: the usable rows of `obs` (`_row`) with their record `rid` and link key rank `_key`."""
+    `links`: the usable rows of `obs` (`_row`) with their record `rid` and dense link key rank `_key`."""
     rows = links["_row"].to_numpy()
     unique_rows = obs["link_type"].is_in(list(config.unique_types)).to_numpy()[rows]
     rid, key = links["rid"].to_numpy(), links["_key"].to_numpy()
@@ -694,21 +691,33 @@ def resolve(
         ]
     ).filter(obs["usable"])
     del ranks, weak, source_text
-    shared = _shared_keys(obs, links, config, hints)
-    if len(shared):
-        is_shared = links["_key"].is_in(shared.implode())
-        shared_rows = links["_row"].filter(is_shared)
-        obs = obs.with_columns(
-            obs["unusable_reason"].clone().scatter(shared_rows, "shared")
-        ).with_columns(usable=pl.col("unusable_reason").is_null())
-        links = links.filter(~is_shared)
-    lap("shared")
-
-    # `_oid` (the observed key's text rank) keeps its order after the shared links left; dense again for joins.
-    # Both are numpy sorts, which let go of the GIL: one runs in a second thread.
+    # The key ranks made dense (0..n-1 in text order, for joins, scatters and counts). Both are numpy sorts,
+    # which let go of the GIL: one runs in a second thread.
     with ThreadPoolExecutor(max_workers=1) as pool:
         dense_oid = pool.submit(_dense_ints, links["_oid"])
-        links = links.with_columns(iid=_dense_ints(links["_key"]), oid=dense_oid.result()).drop("_key", "_oid")
+        links = links.with_columns(_key=_dense_ints(links["_key"]), _oid=dense_oid.result())
+    shared = _shared_keys(obs, links, config, hints).to_numpy()
+    if len(shared):
+        # the shared identities leave with all their links: the ids of the others are renumbered to stay dense,
+        # in the same order (observed keys: those that still have a link)
+        key, observed = links["_key"].to_numpy(), links["_oid"].to_numpy()
+        is_shared = np.zeros(int(key.max()) + 1, dtype=bool)
+        is_shared[shared] = True
+        shared_row = is_shared[key]
+        obs = obs.with_columns(
+            obs["unusable_reason"].clone().scatter(links["_row"].filter(shared_row), "shared")
+        ).with_columns(usable=pl.col("unusable_reason").is_null())
+        kept = ~shared_row
+        key, observed = key[kept], observed[kept]
+        still_observed = np.zeros(int(observed.max()) + 1 if len(observed) else 0, dtype=bool)
+        still_observed[observed] = True
+        links = links.filter(kept).with_columns(
+            _key=pl.Series((np.cumsum(~is_shared) - 1)[key], dtype=pl.Int64),
+            _oid=pl.Series((np.cumsum(still_observed) - 1)[observed], dtype=pl.Int64),
+        )
+    links = links.rename({"_key": "iid", "_oid": "oid"})
+    lap("shared")
+
     iid, oid, link_obs = links["iid"].to_numpy(), links["oid"].to_numpy(), links["_row"].to_numpy()
     n_identities = int(iid.max()) + 1 if len(iid) else 0
     link_time = links["_time"].to_numpy()
