@@ -763,8 +763,7 @@ def resolve(
     lap("order")
 
     # The kernel (numba, which lets go of the GIL) runs in a second thread while this one prepares what does not
-    # depend on its result: the blocked values and the anchor priority of every identity. Nearly all else here
-    # keeps one core busy, and this machine has two.
+    # depend on its result: the blocked values and the anchor priority of every identity.
     with ThreadPoolExecutor(max_workers=1) as pool:
         union = pool.submit(
             greedy_union,
