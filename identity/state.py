@@ -929,7 +929,7 @@ class _PhoneDigests:
             table.filter(pl.col("id_type") == "phone")["id_value"]
             for table in (self.state.id_map, self.state.blocked_values)
         ]
-        return pl.concat(phones).drop_nulls().unique()
+        return pl.concat(phones).drop_nulls()  # _digest_phones hashes each distinct phone once
 
     def _state_hashes(self) -> set[str]:
         hashes = [
@@ -1002,7 +1002,7 @@ class _DatabasePhoneDigests:
         # every non-null phone of the state is a usable identity (id_map) or a blocked or shared value
         phones = self.con.sql(
             f"""select id_value from "{self.schema}".id_map where id_type = 'phone'
-                union select id_value from "{self.schema}".blocked_values where id_type = 'phone'"""
+                union all select id_value from "{self.schema}".blocked_values where id_type = 'phone'"""
         ).pl()["id_value"].drop_nulls()
         return sorted(set(_digest_phones(phones, wanted).values()))
 
