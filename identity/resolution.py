@@ -427,6 +427,8 @@ def _digest_phones(phones: pl.Series, digests: set[str], engine: str = "auto") -
     """
     by_length = {length: sorted(d for d in digests if len(d) == length) for length in (32, 64)}
     found: dict[str, str] = {}
+    if not any(by_length.values()):
+        return found  # nothing to look for: the phones are not even made distinct
     if hash_engine(engine) == "duckdb":
         import duckdb
 
@@ -446,7 +448,7 @@ def _digest_phones(phones: pl.Series, digests: set[str], engine: str = "auto") -
     wanted = {length: {bytes.fromhex(d): d for d in by_length[length]} for length in (32, 64)}
     hashers = [(hasher, wanted[length]) for length, hasher in ((32, hashlib.md5), (64, hashlib.sha256))]
     hashers = [(hasher, table) for hasher, table in hashers if table]
-    for phone in phones.unique().to_list() if hashers else ():
+    for phone in phones.unique().to_list():
         data = phone.encode("ascii")
         for hasher, table in hashers:
             digest = hasher(data).digest()
