@@ -657,7 +657,8 @@ def resolve(
     # Records are ranked in a second thread while this one translates hashed phones and ranks the identity keys:
     # neither needs the other, and each alone keeps one of this machine's two cores only partly busy.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        record_rank = pool.submit(lambda: _dense_ints(_key_rank(obs, ("source",), "record_id", parts)))
+        # the frame is handed over, not read from `obs` when the thread runs: `obs` is reassigned below
+        record_rank = pool.submit(lambda frame: _dense_ints(_key_rank(frame, ("source",), "record_id", parts)), obs)
         translated = _translate_hashed_phones(obs, hints.phones if hints is not None else None)
         lap("translate")
         ranks, type_names = _key_ranks(translated)
