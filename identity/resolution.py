@@ -510,16 +510,13 @@ def _translate_hashed_phones(obs: pl.DataFrame, extra_phones: pl.DataFrame | Non
     ).with_columns(usable=pl.col("unusable_reason").is_null())
 
 
-def _key_ranks(obs: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
-    """(`_oid`, the text rank of each row's observed key (id_type, scope, id_value), `_key`, the text rank of its
-    link key (link_type, scope, link_value) on the same scale, and `_typ`, the text rank of id_type; the id_types
-    in the order of `_typ`).
+def _observed_key_ranks(obs: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """(`_oid`, the text rank of each row's observed key (id_type, scope, id_value), and `_typ`, the text rank of
+    id_type; the id_types in the order of `_typ`).
 
     Every row is ranked, usable or not (an unusable row's missing value ranks as ''; such rows are dropped before
     the ranks are used): ranking the columns of `obs` in place copies no strings, where ranking the usable rows
-    would first copy them all. One string sort instead of two: a link key differs from its observed key only for
-    a translated hash, whose link key (phone, '', p) is the observed key of the plain phone p, which is among the
-    rows unless it is known only from incremental hints; then both are ranked.
+    would first copy them all. Hashed phones are not translated yet: this runs beside the translation.
     """
     parts: dict = {}
     keys = obs.select("id_type", "scope", pl.col("id_value").fill_null(""))
@@ -529,11 +526,22 @@ def _key_ranks(obs: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
     else:
         type_names = []
         typ = _small_rank(obs["id_type"], type_names)
-    ranks = pl.DataFrame([oid.alias("_oid"), typ.alias("_typ")])
+    return pl.DataFrame([oid.alias("_oid"), typ.alias("_typ")]), type_names
+
+
+def _with_link_key_ranks(obs: pl.DataFrame, ranks: pl.DataFrame) -> pl.DataFrame:
+    """`ranks` (of `_observed_key_ranks`) with `_key`, the text rank of each row's link key (link_type, scope,
+    link_value).
+
+    One string sort instead of two: a link key differs from its observed key only for a translated hash, whose
+    link key (phone, '', p) is the observed key of the plain phone p, so `_key` takes that row's `_oid`. When p is
+    not among the rows (known only from incremental hints), the link keys are ranked on their own.
+    """
+    oid = ranks["_oid"]
     differs = (pl.col("link_type") != pl.col("id_type")) | (pl.col("link_value") != pl.col("id_value"))
     positions = obs.select(pl.arg_where(differs.fill_null(False))).to_series()
     if len(positions) == 0:
-        return ranks.with_columns(_key=pl.col("_oid")), type_names
+        return ranks.with_columns(_key=pl.col("_oid"))
     translated = obs.select("link_type", "scope", "link_value")[positions]
     wanted = translated["link_value"].unique().implode()
     is_plain = (obs["id_type"] == "phone") & obs["id_value"].is_in(wanted)
@@ -546,8 +554,8 @@ def _key_ranks(obs: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
     found = translated.join(plain, on=["link_type", "scope", "link_value"], how="left", maintain_order="left")
     if found["_oid"].null_count():
         links = obs.select("link_type", "scope", pl.col("link_value").fill_null(""))
-        return ranks.with_columns(_key=_key_rank(links, ("link_type", "scope"), "link_value")), type_names
-    return ranks.with_columns(_key=oid.clone().scatter(positions, found["_oid"])), type_names
+        return ranks.with_columns(_key=_key_rank(links, ("link_type", "scope"), "link_value"))
+    return ranks.with_columns(_key=oid.clone().scatter(positions, found["_oid"]))
 
 
 def _maybe_shared(carriers: pl.DataFrame, holders: pl.DataFrame, threshold: int) -> pl.DataFrame:
@@ -661,14 +669,17 @@ def resolve(
     lap("normalize")
 
     parts: dict = {}
-    # Records are ranked in a second thread while this one translates hashed phones and ranks the identity keys:
-    # neither needs the other, and each alone keeps one of this machine's two cores only partly busy.
+    # Hashed phones are translated and records ranked in a second thread while this one ranks the observed keys
+    # (the longest string sort): none needs another, and each alone keeps one of this machine's two cores only
+    # partly busy. The link keys, which need the translation, are ranked from the observed keys' ranks after.
     with ThreadPoolExecutor(max_workers=1) as pool:
         # the frame is handed over, not read from `obs` when the thread runs: `obs` is reassigned below
+        translated = pool.submit(_translate_hashed_phones, obs, hints.phones if hints is not None else None)
         record_rank = pool.submit(lambda frame: _dense_ints(_key_rank(frame, ("source",), "record_id", parts)), obs)
-        translated = _translate_hashed_phones(obs, hints.phones if hints is not None else None)
+        ranks, type_names = _observed_key_ranks(obs)
+        translated = translated.result()
         lap("translate")
-        ranks, type_names = _key_ranks(translated)
+        ranks = _with_link_key_ranks(translated, ranks)
         obs = translated.with_columns(rid=record_rank.result())
     if "source" in parts:
         source_text, source_names = parts["source"]
