@@ -772,17 +772,26 @@ def resolve(
         observed_keys = obs.select("id_type", "scope", "id_value")[link_obs[first_observed]].select(
             pl.Series("oid", np.arange(n_observed, dtype=np.int64)), pl.Series("iid", iid[first_observed]), pl.all()
         )
-        nodes = nodes.with_columns(_rank=pl.col("link_type").replace_strict(type_rank, return_dtype=pl.Int32))
-        classes = (
-            nodes.filter(pl.col("link_type").is_in(list(config.unique_types)))
-            .select("_rank", "link_type", "scope")
-            .unique()
-            .sort("_rank", "link_type", "scope")
-            .with_row_index("class_id")
-        )
-        classed = nodes.join(classes.drop("_rank"), on=["link_type", "scope"])
+        # Per (link_type, scope): the type priority of its nodes and, for a unique type, its class id. Nodes are in
+        # text order, so each pair is one run of rows: looked up once per run, not once per node (a replace and a
+        # join over millions of nodes took 0.5-0.9 s).
+        changed = nodes.select(
+            pl.col("link_type").ne_missing(pl.col("link_type").shift(1))
+            | pl.col("scope").ne_missing(pl.col("scope").shift(1))
+        ).to_series()
+        run_starts = np.flatnonzero(changed.to_numpy())
+        run_lengths = np.diff(np.append(run_starts, n_identities))
+        runs = list(zip(nodes["link_type"].gather(run_starts).to_list(), nodes["scope"].gather(run_starts).to_list()))
+        class_keys = sorted({(type_rank[kind], kind, scope) for kind, scope in runs if kind in config.unique_types})
+        classes = pl.DataFrame(
+            [(kind, scope) for _, kind, scope in class_keys], schema={"link_type": pl.String, "scope": pl.String},
+            orient="row",
+        ).with_row_index("class_id")
+        class_of = {(kind, scope): number for number, (_, kind, scope) in enumerate(class_keys)}
+        node_rank = np.repeat(np.array([type_rank[kind] for kind, _ in runs], dtype=np.int64), run_lengths)
         node_class = np.full(n_records + n_identities, -1, dtype=np.int64)
-        node_class[n_records + classed["iid"].to_numpy()] = classed["class_id"].to_numpy()
+        run_class = np.array([class_of.get(run, -1) for run in runs], dtype=np.int64)
+        node_class[n_records:] = np.repeat(run_class, run_lengths)
         link_rows = link_order.result()
     ordered = links.select("rid", "oid", "iid")[link_rows]
     lap("order")
@@ -812,7 +821,6 @@ def resolve(
         observations_out = obs.select(OUTPUT_COLUMNS)
         del obs, links
         # anchor: the identity first seen earliest (nulls last), then by type priority, then by key text (= iid)
-        node_rank = nodes["_rank"].to_numpy().astype(np.int64)
         priority = (
             pl.DataFrame({"t": first_time, "k": node_rank * max(n_identities, 1) + np.arange(n_identities)})
             .select(pl.arg_sort_by("t", "k"))
@@ -849,10 +857,9 @@ def resolve(
     )
     users = pl.concat([anchored, bare.cast(anchored.schema)])
     user_ids = user_ids_for(users["anchor"], id_key)
-    # "u_" + 16 hex digits: text order is the order of the 64-bit number, sorted as two 32-bit halves
-    halves = [user_ids.str.slice(start, 8).str.to_integer(base=16).to_numpy().astype(np.uint64) for start in (2, 10)]
-    id_number = (halves[0] << np.uint64(32)) | halves[1]
-    by_id = np.argsort(id_number, kind="stable")
+    # "u_" + 16 hex digits: text order is the order of the 64-bit number (a sort of integers: 5x faster)
+    id_number = user_ids.str.slice(2, 16).str.to_integer(base=16, dtype=pl.UInt64).to_numpy()
+    by_id = pl.Series(id_number).arg_sort().to_numpy()
     if len(by_id) > 1 and (id_number[by_id[1:]] == id_number[by_id[:-1]]).any():
         raise RuntimeError("two clusters hash to one user_id; 64-bit ids should make this practically impossible")
     user_of_root = np.full(n_nodes, -1, dtype=np.int64)
