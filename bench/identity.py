@@ -464,10 +464,19 @@ def _child(args: argparse.Namespace) -> int:
     return 2
 
 
+# polars' jemalloc gives freed pages back to the system after 10 s by default, and the system zeroes them again
+# when they are next taken: at 10M links that was a third of the engine's CPU time as system time. Keeping them
+# for a minute took the engine from 16.2 to 14.7 s at 10M (three alternating pairs, 2026-12-06) at +0.2 GB
+# peak. jemalloc reads this when the process starts, so it is set for each child; an explicit setting in the
+# environment wins. docs/identity.md, "Allocator".
+POLARS_ALLOCATOR = "dirty_decay_ms:60000,muzzy_decay_ms:60000"
+
+
 def _spawn(*argv: str, timeout: float | None = None) -> dict | None:
+    env = {"_RJEM_MALLOC_CONF": POLARS_ALLOCATOR, **os.environ}
     try:
         completed = subprocess.run(
-            [sys.executable, __file__, *argv], capture_output=True, text=True, check=False, timeout=timeout
+            [sys.executable, __file__, *argv], capture_output=True, text=True, check=False, timeout=timeout, env=env
         )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f}s"}
@@ -497,7 +506,8 @@ def main() -> int:
 
     print(
         f"engine: {'numba' if identity.engine.HAVE_NUMBA else 'python'}; polars {pl.__version__}; "
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start"
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; polars allocator "
+        f"_RJEM_MALLOC_CONF={os.environ.get('_RJEM_MALLOC_CONF', POLARS_ALLOCATOR)}"
     )
     with tempfile.TemporaryDirectory(prefix="oneid_bench_") as tmp:
         if not args.skip_speed:
