@@ -50,6 +50,10 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
+# polars writes its own allocator defaults into this variable when imported (its children would inherit them):
+# what the caller set, if anything, is read first (see POLARS_ALLOCATOR)
+_CALLER_ALLOCATOR = os.environ.get("_RJEM_MALLOC_CONF")
+
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
@@ -464,16 +468,16 @@ def _child(args: argparse.Namespace) -> int:
     return 2
 
 
-# polars' jemalloc gives freed pages back to the system after 10 s by default, and the system zeroes them again
-# when they are next taken: at 10M links that was a third of the engine's CPU time as system time. Keeping them
-# for a minute took the engine from 16.2 to 14.7 s at 10M (three alternating pairs, 2026-12-06) at +0.2 GB
-# peak. jemalloc reads this when the process starts, so it is set for each child; an explicit setting in the
-# environment wins. docs/identity.md, "Allocator".
-POLARS_ALLOCATOR = "dirty_decay_ms:60000,muzzy_decay_ms:60000"
+# polars sets its jemalloc to give freed pages back to the system after half a second, and the system zeroes
+# them again when they are next taken: at 10M links about a third of the engine's CPU time was system time.
+# Keeping them for a minute took the engine from 16.2 to 14.7 s at 10M (three alternating pairs, 2026-12-06) at
+# +0.2 GB peak. polars appends this variable to its defaults when it is imported, so it is set for each child
+# before that; the caller's own setting wins. docs/identity.md, "Allocator".
+POLARS_ALLOCATOR = _CALLER_ALLOCATOR or "dirty_decay_ms:60000,muzzy_decay_ms:60000"
 
 
 def _spawn(*argv: str, timeout: float | None = None) -> dict | None:
-    env = {"_RJEM_MALLOC_CONF": POLARS_ALLOCATOR, **os.environ}
+    env = {**os.environ, "_RJEM_MALLOC_CONF": POLARS_ALLOCATOR}
     try:
         completed = subprocess.run(
             [sys.executable, __file__, *argv], capture_output=True, text=True, check=False, timeout=timeout, env=env
@@ -507,7 +511,7 @@ def main() -> int:
     print(
         f"engine: {'numba' if identity.engine.HAVE_NUMBA else 'python'}; polars {pl.__version__}; "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; polars allocator "
-        f"_RJEM_MALLOC_CONF={os.environ.get('_RJEM_MALLOC_CONF', POLARS_ALLOCATOR)}"
+        f"_RJEM_MALLOC_CONF={POLARS_ALLOCATOR} (appended to polars' defaults)"
     )
     with tempfile.TemporaryDirectory(prefix="oneid_bench_") as tmp:
         if not args.skip_speed:
