@@ -470,9 +470,9 @@ def _child(args: argparse.Namespace) -> int:
 
 # polars sets its jemalloc to give freed pages back to the system after half a second, and the system zeroes
 # them again when they are next taken: at 10M links about a third of the engine's CPU time was system time.
-# Keeping them for a minute took the engine from 16.2 to 14.7 s at 10M (three alternating pairs, 2026-12-06) at
-# +0.2 GB peak. polars appends this variable to its defaults when it is imported, so it is set for each child
-# before that; the caller's own setting wins. docs/identity.md, "Allocator".
+# Keeping them for a minute took the engine from 14.1-14.7 to 12.8-13.7 s at 10M (2026-12-06) at +0.2 GB peak.
+# polars appends this variable to its defaults when it is imported, so it is set for each child before that;
+# the caller's own setting wins. docs/identity.md, "Sorts, threads and the allocator".
 POLARS_ALLOCATOR = _CALLER_ALLOCATOR or "dirty_decay_ms:60000,muzzy_decay_ms:60000"
 
 
