@@ -25,7 +25,8 @@ process so that the peak RSS printed is that method's alone:
 
 The baselines compute plain connectivity over raw values (no normalization, blocklist, uniqueness rule or order),
 so they are floors for the graph part, not equivalents. Times exclude reading the Parquet file; the DuckDB
-methods load it into an in-memory table first, untimed, like the engine's input frame.
+methods load it into an in-memory table first, untimed, like the engine's input frame. After each size, the
+issue's two speed ratios: the engine against the floor and networkx against the engine.
 
 Accuracy: samplegen generates a brand with ground truth under adversarial noise; the ingest library loads it
 into a DuckDB warehouse, pipelines.observations turns it into observations, identity.resolve() resolves them with
@@ -489,6 +490,18 @@ def _spawn(*argv: str, timeout: float | None = None) -> dict | None:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+def _goal_summary(seconds: dict[str, float]) -> str:
+    """The issue's two ratios at one size, from the seconds of the methods that ran ('' when the engine did not)."""
+    if "engine" not in seconds:
+        return ""
+    parts = []
+    if "floor" in seconds:
+        parts.append(f"engine {seconds['engine'] / seconds['floor']:.1f}x the floor (goal at most 4x)")
+    if "networkx" in seconds:
+        parts.append(f"{seconds['networkx'] / seconds['engine']:.1f}x faster than networkx (goal at least 5x)")
+    return "; ".join(parts)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
@@ -527,6 +540,7 @@ def main() -> int:
                     f"{'input MB':>9}  result"
                 )
                 floor = None
+                seconds: dict[str, float] = {}
                 for method in args.methods:
                     if method == "networkx" and size > args.networkx_limit:
                         print(f"  {method:<12} {'skipped':>9}  (above --networkx-limit {args.networkx_limit:,})")
@@ -535,6 +549,7 @@ def main() -> int:
                     if "error" in r:
                         print(f"  {method:<12} {'failed':>9}  {r['error']}")
                         continue
+                    seconds[method] = r["seconds"]
                     if method == "floor":
                         floor = r["seconds"]
                     ratio = f"{r['seconds'] / floor:.1f}" if floor else "-"
@@ -545,6 +560,9 @@ def main() -> int:
                     )
                     if "phases" in r:
                         print("               phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in r["phases"].items()))
+                summary = _goal_summary(seconds)
+                if summary:
+                    print(f"  {summary}")
         if not args.skip_accuracy:
             print(f"\naccuracy at {args.accuracy_users:,} persons (seed {args.accuracy_seed}):")
             for noise_name in ("default", "adversarial"):
