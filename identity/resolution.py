@@ -583,6 +583,31 @@ def _maybe_shared(carriers: pl.DataFrame, holders: pl.DataFrame, threshold: int)
     return carriers.filter(pl.Series(bound[key]))
 
 
+def shared_link_keys(
+    rid: np.ndarray, key: np.ndarray, held: np.ndarray, held_class: np.ndarray, threshold: int
+) -> np.ndarray:
+    """The distinct link keys (integers) of non-unique identities seen on records that together hold more than
+    `threshold` values of one unique class. Per link: its record `rid` and identity `key`; `held`: the links
+    whose identity is of a unique type, `held_class` their (type, scope) class as any integer numbering."""
+    holders = pl.DataFrame(
+        {"rid": rid[held], "_held": key[held], "_class": held_class}
+    )  # repeated rows only repeat join rows: the count below is of distinct values
+    other = np.ones(len(rid), dtype=bool)
+    other[held] = False
+    # (record, identity) pairs of the non-unique identities, deduplicated on one integer when it fits
+    width = int(key.max()) + 1 if len(key) else 1
+    if (int(rid.max()) + 1 if len(rid) else 1) * width < 2**62:
+        pair = _distinct(rid[other] * width + key[other])
+        carriers = pl.DataFrame({"rid": pair // width, "_key": pair % width})
+    else:
+        carriers = pl.DataFrame({"rid": rid[other], "_key": key[other]}).unique()
+    carriers = _maybe_shared(carriers, holders, threshold)
+    counts = (
+        carriers.join(holders, on="rid").group_by("_key", "_class").agg(pl.col("_held").n_unique().alias("_values"))
+    )
+    return counts.filter(pl.col("_values") > threshold)["_key"].unique().to_numpy()
+
+
 def _shared_keys(
     obs: pl.DataFrame, links: pl.DataFrame, config: IdentityConfig, hints: Hints | None = None
 ) -> pl.Series:
@@ -591,29 +616,12 @@ def _shared_keys(
     `links`: the usable rows of `obs` (`_row`) with their record `rid` and dense link key rank `_key`."""
     rows = links["_row"].to_numpy()
     unique_rows = obs["link_type"].is_in(list(config.unique_types)).to_numpy()[rows]
-    rid, key = links["rid"].to_numpy(), links["_key"].to_numpy()
-    held, other = np.flatnonzero(unique_rows), np.flatnonzero(~unique_rows)
+    held = np.flatnonzero(unique_rows)
     classes = obs.select("link_type", "scope")[rows[held]]
     scope_rank = _small_rank(classes["scope"])
-    holders = pl.DataFrame(
-        {
-            "rid": rid[held],
-            "_held": key[held],
-            "_class": _small_rank(classes["link_type"]) * (int(scope_rank.max() or 0) + 1) + scope_rank,
-        }
-    )  # repeated rows only repeat join rows: the count below is of distinct values
-    # (record, identity) pairs of the non-unique identities, deduplicated on one integer when it fits
-    width = int(key.max()) + 1 if len(key) else 1
-    if (int(rid.max()) + 1 if len(rid) else 1) * width < 2**62:
-        pair = _distinct(rid[other] * width + key[other])
-        carriers = pl.DataFrame({"rid": pair // width, "_key": pair % width})
-    else:
-        carriers = pl.DataFrame({"rid": rid[other], "_key": key[other]}).unique()
-    carriers = _maybe_shared(carriers, holders, config.shared_threshold)
-    counts = (
-        carriers.join(holders, on="rid").group_by("_key", "_class").agg(pl.col("_held").n_unique().alias("_values"))
-    )
-    shared = counts.filter(pl.col("_values") > config.shared_threshold)["_key"]
+    held_class = (_small_rank(classes["link_type"]) * (int(scope_rank.max() or 0) + 1) + scope_rank).to_numpy()
+    rid, key = links["rid"].to_numpy(), links["_key"].to_numpy()
+    shared = pl.Series("_key", shared_link_keys(rid, key, held, held_class, config.shared_threshold))
     if hints is not None and hints.shared_keys is not None and hints.shared_keys.height:
         known = hints.shared_keys.select("id_type", "scope", "id_value").cast(pl.String)
         # incremental runs only, on the touched part: the strings of its links are copied here
@@ -636,6 +644,65 @@ def _shared_keys(
         )
         shared = pl.concat([shared, hinted])
     return shared.unique()
+
+
+def without_shared(
+    key: np.ndarray, observed: np.ndarray, shared: np.ndarray, n_keys: int
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The links left when the `shared` keys leave with all their links: (which links stay, or None when all
+    do; their keys and observed keys renumbered to stay dense, in the same order; the old number of each new
+    key; the old number of each new observed key). `key` and `observed` are dense, `key` below n_keys."""
+    n_observed = int(observed.max()) + 1 if len(observed) else 0
+    if len(shared) == 0:
+        return None, key, observed, np.arange(n_keys, dtype=np.int64), np.arange(n_observed, dtype=np.int64)
+    is_shared = np.zeros(n_keys, dtype=bool)
+    is_shared[shared] = True
+    kept = ~is_shared[key]
+    key, observed = key[kept], observed[kept]
+    still_observed = np.zeros(n_observed, dtype=bool)
+    still_observed[observed] = True
+    return (
+        kept,
+        (np.cumsum(~is_shared) - 1)[key],
+        (np.cumsum(still_observed) - 1)[observed],
+        np.flatnonzero(~is_shared),
+        np.flatnonzero(still_observed),
+    )
+
+
+def unique_classes(pairs, type_rank: dict[str, int], unique_types) -> dict[tuple[str, str], int]:
+    """The class number of each (link_type, scope) of a unique type among `pairs`: numbered by type priority,
+    then type, then scope (a rejected link names its class)."""
+    ordered = sorted({(type_rank[kind], kind, scope) for kind, scope in pairs if kind in unique_types})
+    return {(kind, scope): number for number, (_, kind, scope) in enumerate(ordered)}
+
+
+def anchor_priority(first_time: np.ndarray, node_rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(identities in anchor priority, each identity's position in it). A user's anchor is its identity first
+    seen earliest (nulls last), then of the highest type priority (`node_rank`), then first by key text (= id)."""
+    n = len(first_time)
+    priority = (
+        pl.DataFrame({"t": first_time, "k": node_rank * max(n, 1) + np.arange(n)})
+        .select(pl.arg_sort_by("t", "k"))
+        .to_series()
+        .to_numpy()
+        .astype(np.int64)
+    )
+    position = np.empty(n, dtype=np.int64)
+    position[priority] = np.arange(n, dtype=np.int64)
+    return priority, position
+
+
+def root_anchors(
+    node_root: np.ndarray, position: np.ndarray, priority: np.ndarray, n_nodes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the roots holding identities, the anchor identity of each, the identity count of every root).
+    `node_root`: the root of each identity; `position`/`priority` from `anchor_priority`."""
+    best = np.full(n_nodes, len(position), dtype=np.int64)
+    np.minimum.at(best, node_root, position)
+    identities_of_root = np.bincount(node_root, minlength=n_nodes)
+    anchored_roots = np.flatnonzero(identities_of_root)
+    return anchored_roots, priority[best[anchored_roots]], identities_of_root
 
 
 def resolve(
@@ -723,22 +790,13 @@ def resolve(
         links = links.with_columns(_key=_dense_ints(links["_key"]), _oid=dense_oid.result())
     shared = _shared_keys(obs, links, config, hints).to_numpy()
     if len(shared):
-        # the shared identities leave with all their links: the ids of the others are renumbered to stay dense,
-        # in the same order (observed keys: those that still have a link)
-        key, observed = links["_key"].to_numpy(), links["_oid"].to_numpy()
-        is_shared = np.zeros(int(key.max()) + 1, dtype=bool)
-        is_shared[shared] = True
-        shared_row = is_shared[key]
+        key = links["_key"].to_numpy()
+        kept, key, observed, _, _ = without_shared(key, links["_oid"].to_numpy(), shared, int(key.max()) + 1)
         obs = obs.with_columns(
-            obs["unusable_reason"].clone().scatter(links["_row"].filter(shared_row), "shared")
+            obs["unusable_reason"].clone().scatter(links["_row"].filter(~kept), "shared")
         ).with_columns(usable=pl.col("unusable_reason").is_null())
-        kept = ~shared_row
-        key, observed = key[kept], observed[kept]
-        still_observed = np.zeros(int(observed.max()) + 1 if len(observed) else 0, dtype=bool)
-        still_observed[observed] = True
         links = links.filter(kept).with_columns(
-            _key=pl.Series((np.cumsum(~is_shared) - 1)[key], dtype=pl.Int64),
-            _oid=pl.Series((np.cumsum(still_observed) - 1)[observed], dtype=pl.Int64),
+            _key=pl.Series(key, dtype=pl.Int64), _oid=pl.Series(observed, dtype=pl.Int64)
         )
     links = links.rename({"_key": "iid", "_oid": "oid"})
     lap("shared")
@@ -782,12 +840,10 @@ def resolve(
         run_starts = np.flatnonzero(changed.to_numpy())
         run_lengths = np.diff(np.append(run_starts, n_identities))
         runs = list(zip(nodes["link_type"].gather(run_starts).to_list(), nodes["scope"].gather(run_starts).to_list()))
-        class_keys = sorted({(type_rank[kind], kind, scope) for kind, scope in runs if kind in config.unique_types})
+        class_of = unique_classes(runs, type_rank, config.unique_types)
         classes = pl.DataFrame(
-            [(kind, scope) for _, kind, scope in class_keys], schema={"link_type": pl.String, "scope": pl.String},
-            orient="row",
+            sorted(class_of, key=class_of.get), schema={"link_type": pl.String, "scope": pl.String}, orient="row"
         ).with_row_index("class_id")
-        class_of = {(kind, scope): number for number, (_, kind, scope) in enumerate(class_keys)}
         node_rank = np.repeat(np.array([type_rank[kind] for kind, _ in runs], dtype=np.int64), run_lengths)
         node_class = np.full(n_records + n_identities, -1, dtype=np.int64)
         run_class = np.array([class_of.get(run, -1) for run in runs], dtype=np.int64)
@@ -820,16 +876,7 @@ def resolve(
         )
         observations_out = obs.select(OUTPUT_COLUMNS)
         del obs, links
-        # anchor: the identity first seen earliest (nulls last), then by type priority, then by key text (= iid)
-        priority = (
-            pl.DataFrame({"t": first_time, "k": node_rank * max(n_identities, 1) + np.arange(n_identities)})
-            .select(pl.arg_sort_by("t", "k"))
-            .to_series()
-            .to_numpy()
-            .astype(np.int64)
-        )
-        position = np.empty(n_identities, dtype=np.int64)
-        position[priority] = np.arange(n_identities, dtype=np.int64)
+        priority, position = anchor_priority(first_time, node_rank)
         roots, rejected, joined = union.result()
     lap("link")
 
@@ -837,11 +884,8 @@ def resolve(
     # identities and user ids are gathered once by those numbers instead of joined.
     n_nodes = n_records + n_identities
     record_root, node_root = roots[:n_records], roots[n_records:]
-    best = np.full(n_nodes, n_identities, dtype=np.int64)
-    np.minimum.at(best, node_root, position)
-    identities_of_root = np.bincount(node_root, minlength=n_nodes)
-    anchored_roots = np.flatnonzero(identities_of_root)
-    anchored = nodes[priority[best[anchored_roots]]].select(
+    anchored_roots, anchor_node, identities_of_root = root_anchors(node_root, position, priority, n_nodes)
+    anchored = nodes[anchor_node].select(
         pl.Series("root", anchored_roots, dtype=pl.Int64),
         pl.Series("identities", identities_of_root[anchored_roots], dtype=pl.Int64),
         pl.concat_str(["link_type", "scope", "link_value"], separator="\t").alias("anchor"),

@@ -1,0 +1,80 @@
+"""resolve_out_of_core() against resolve(): the same tables, row for row, on random graphs and on blocked,
+shared, hashed and bare records; also from Parquet files read in batches."""
+
+import hashlib
+import random
+
+import duckdb
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from identity.config import IdentityConfig
+from identity.outofcore import OUTPUT_TABLES, resolve_out_of_core
+from identity.resolution import resolve
+from tests.identity.test_identity_reference import frame, random_config, random_graph
+
+
+def _tables(database) -> dict[str, pl.DataFrame]:
+    with duckdb.connect(str(database), read_only=True) as con:
+        return {table: con.sql(f"select * from {table}").pl() for table in OUTPUT_TABLES}
+
+
+def _assert_same(expected, database, stats):
+    got = _tables(database)
+    wanted = {**expected.tables(), "users": expected.users}
+    for table in OUTPUT_TABLES:
+        assert got[table].columns == wanted[table].columns, table
+        assert_frame_equal(got[table], wanted[table].cast(got[table].schema), check_dtypes=False)
+    assert stats == expected.stats
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
+def test_random_graphs_give_the_tables_of_resolve(tmp_path, seed):
+    rng = random.Random(seed)
+    config = random_config(rng)
+    observations = frame([row for graph in range(300) for row in random_graph(rng, graph)])
+    key = b"k" * 32 if seed % 2 else None
+    result = resolve_out_of_core(observations, tmp_path / "oneid.duckdb", config, id_key=key, batch_rows=997)
+    _assert_same(resolve(observations, config, id_key=key), tmp_path / "oneid.duckdb", result.stats)
+
+
+def test_parquet_files_in_batches_and_a_rerun_replaces_the_tables(tmp_path):
+    rng = random.Random(11)
+    config = random_config(rng)
+    observations = frame([row for graph in range(400) for row in random_graph(rng, graph)])
+    half = observations.height // 2
+    paths = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
+    observations[:half].write_parquet(paths[0], row_group_size=300)
+    observations[half:].write_parquet(paths[1], row_group_size=300)
+    database = tmp_path / "oneid.duckdb"
+    resolve_out_of_core(observations.head(50), database, config)
+    result = resolve_out_of_core(paths, database, config, batch_rows=500)
+    _assert_same(resolve(observations, config), database, result.stats)
+    with duckdb.connect(str(database), read_only=True) as con:
+        schemas = {row[0] for row in con.execute("select schema_name from information_schema.schemata").fetchall()}
+    assert "_oneid_work" not in schemas  # the intermediate tables are gone
+
+
+def test_blocked_shared_hashed_and_bare_records(tmp_path):
+    rows = [
+        # a front-desk phone on the records of four unionids: shared at threshold 3
+        *[("crm", f"c{k}", "unionid", "", f"U{k}", f"2024-01-0{k + 1}", None) for k in range(4)],
+        *[("crm", f"c{k}", "phone", "", "13700000001", f"2024-01-0{k + 1}", None) for k in range(4)],
+        # a junk phone and a masked one: each record is a user of its own
+        ("orders", "o1", "phone", "", "13800138000", None, None),
+        ("orders", "o2", "phone", "", "139****5678", None, None),
+        # the md5 of a plain phone seen elsewhere: the two records merge through it
+        ("ads", "a1", "phone_md5", "", hashlib.md5(b"13912345678").hexdigest(), None, None),
+        ("shop", "s1", "phone", "", "13912345678", "2024-02-01", "weak"),
+        ("shop", "s1", "openid", "wxmp", "oMP1", "2024-02-01", None),
+    ]
+    observations = frame(rows)
+    config = IdentityConfig(shared_threshold=3)
+    result = resolve_out_of_core(observations, tmp_path / "oneid.duckdb", config, batch_rows=3)
+    expected = resolve(observations, config)
+    _assert_same(expected, tmp_path / "oneid.duckdb", result.stats)
+    tables = _tables(tmp_path / "oneid.duckdb")
+    assert set(tables["blocked_values"]["reason"]) == {"shared", "junk"}
+    users = dict(zip(tables["record_map"]["record_id"], tables["record_map"]["user_id"]))
+    assert users["a1"] == users["s1"] and users["o1"] != users["o2"]
