@@ -3,12 +3,16 @@
     .venv/bin/python bench/identity.py                              # 100k, 1M, 10M links + accuracy at 100k persons
     .venv/bin/python bench/identity.py --sizes 1000000 --skip-accuracy
     .venv/bin/python bench/identity.py --skip-speed --accuracy-users 100000
+    .venv/bin/python bench/identity.py --sizes 100000000 --methods floor outofcore --skip-accuracy   # 100M goal
 
 Speed: the same synthetic observations (written once to Parquet per size) go through, each method in its own
 process so that the peak RSS printed is that method's alone:
 
   floor        DuckDB `select distinct id_type, scope, id_value` over the observations: no resolver can do less
   engine       identity.resolve() (normalization, blocklist, hashed phones, shared values, greedy union, ids)
+  outofcore    identity.outofcore.resolve_out_of_core(): the same tables, made in a DuckDB file from the Parquet
+               files (DuckDB memory limit 6GB, or ONEID_BENCH_DUCKDB_MEMORY); prints the peak memory after each
+               phase. Above 10M links the observations are generated and stored in parts of 10M.
   incremental  identity.state.run(): a full run with state (links table, stable ids) on 99% of the rows, then
                an incremental run of the other 1% (rows drawn at random: most are one more identifier of a record
                the state holds, so the batch touches about a tenth of the users)
@@ -60,25 +64,39 @@ import polars as pl  # noqa: E402
 
 import identity  # noqa: E402
 
+PART_LINKS = 10_000_000  # larger sets are generated (and stored) in parts of this many links
 LINKS_PER_RECORD = 2.3  # what the record mix below yields on average; used to size the input
 METHODS = (
-    "floor", "engine", "incremental", "incremental_records", "incremental_saved", "scipy", "duckdb_cte", "networkx"
+    "floor", "engine", "outofcore", "incremental", "incremental_records", "incremental_saved", "scipy", "duckdb_cte",
+    "networkx",
 )
+# DuckDB's memory limit in the out-of-core method: what it holds beyond this it spills to disk. The integers the
+# method keeps in memory come on top (about 50 bytes per observation).
+OUTOFCORE_DUCKDB_MEMORY = os.environ.get("ONEID_BENCH_DUCKDB_MEMORY", "6GB")
+
+
+def _parquet(path: str) -> str:
+    """The observations at `path`, a Parquet file or a folder of them, as one name polars and DuckDB read."""
+    return f"{path}/*.parquet" if os.path.isdir(path) else path
 
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
-def synthetic_observations(n_links: int, seed: int = 7) -> pl.DataFrame:
+def synthetic_observations(n_links: int, seed: int = 7, part: int = 0) -> pl.DataFrame:
     """Private-domain-shaped data: people with openids in two apps, unionids (70% bound), phones shared inside
     families, WeCom contacts with typed-in phones, orders with gift receivers, CRM members, an ad partner's md5
-    phones, plus junk, masked and front-desk numbers."""
-    rng = np.random.default_rng(seed)
+    phones, plus junk, masked and front-desk numbers.
+
+    `part` k > 0 makes the k-th of several such sets that together form one larger brand: other people and
+    records (numbered after those of the parts before), drawn with another seed."""
+    rng = np.random.default_rng(seed + part)
     n_records = int(n_links / LINKS_PER_RECORD)
     n_people = max(10, n_records // 3)
+    people_before, records_before = part * n_people, part * n_records
     bound = rng.random(n_people) < 0.7
-    phone = 13_900_000_000 + np.arange(n_people, dtype=np.int64)
+    phone = 13_900_000_000 + people_before + np.arange(n_people, dtype=np.int64)
     family = np.flatnonzero(rng.random(n_people) < 0.03)
     phone[family[family > 0]] = phone[family[family > 0] - 1]
 
@@ -89,9 +107,9 @@ def synthetic_observations(n_links: int, seed: int = 7) -> pl.DataFrame:
     seconds = rng.integers(0, 365 * 86400, size=n_records)
     base = pl.DataFrame(
         {
-            "rid": np.arange(n_records),
+            "rid": records_before + np.arange(n_records),
             "kind": kinds[kind],
-            "p": person,
+            "p": people_before + person,
             "bound": bound[person],
             "phone": phone[person].astype(str),
             "other_phone": phone[rng.integers(0, n_people, size=n_records)].astype(str),
@@ -229,6 +247,29 @@ def method_engine(path: str) -> dict:
         "rss_before_mb": rss,
         "phases": {name: round(value, 2) for name, value in resolution.timings.items()},
         "result": f"{stats['users']:,} users, {stats['links_rejected']:,} rejected, {stats['values_shared']:,} shared",
+        "stats": {k: stats[k] for k in ("links", "records", "identities", "users")},
+    }
+
+
+def method_outofcore(path: str) -> dict:
+    from identity.outofcore import resolve_out_of_core
+
+    identity.resolve(synthetic_observations(1000, seed=1))  # numba's compiled kernel from its cache
+    rss = _rss_mb()
+    with tempfile.TemporaryDirectory(prefix="oneid_outofcore_") as folder:
+        clock, cpu = time.perf_counter(), time.process_time()
+        result = resolve_out_of_core(path, Path(folder) / "oneid.duckdb", memory_limit=OUTOFCORE_DUCKDB_MEMORY)
+        seconds, cpu_seconds = time.perf_counter() - clock, time.process_time() - cpu
+        size = os.path.getsize(Path(folder) / "oneid.duckdb") / 1e9
+    stats = result.stats
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "rss_before_mb": rss,
+        "phases": {name: round(value, 2) for name, value in result.timings.items()},
+        "peaks": result.peak_mb,
+        "result": f"{stats['users']:,} users, {stats['links_rejected']:,} rejected, {stats['values_shared']:,} shared; "
+        f"database {size:.1f} GB, DuckDB memory limit {OUTOFCORE_DUCKDB_MEMORY}",
         "stats": {k: stats[k] for k in ("links", "records", "identities", "users")},
     }
 
@@ -453,11 +494,18 @@ def _components(records: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
 
 def _child(args: argparse.Namespace) -> int:
     if args.generate:
-        synthetic_observations(args.generate).write_parquet(args.to)
-        print(json.dumps({"rows": pl.scan_parquet(args.to).select(pl.len()).collect().item()}))
+        if args.generate <= PART_LINKS:
+            synthetic_observations(args.generate).write_parquet(args.to)
+        else:
+            # in parts, so that generating never holds the whole set: a folder of Parquet files
+            os.makedirs(args.to)
+            for part in range(-(-args.generate // PART_LINKS)):
+                size = min(PART_LINKS, args.generate - part * PART_LINKS)
+                synthetic_observations(size, part=part).write_parquet(f"{args.to}/part-{part:03d}.parquet")
+        print(json.dumps({"rows": pl.scan_parquet(_parquet(args.to)).select(pl.len()).collect().item()}))
         return 0
     if args.method:
-        result = globals()[f"method_{args.method}"](args.input)
+        result = globals()[f"method_{args.method}"](_parquet(args.input))
         result["peak_rss_mb"] = _rss_mb()
         print(json.dumps(result, default=str))
         return 0
@@ -477,8 +525,8 @@ def _child(args: argparse.Namespace) -> int:
 POLARS_ALLOCATOR = _CALLER_ALLOCATOR or "dirty_decay_ms:60000,muzzy_decay_ms:60000"
 
 
-def _spawn(*argv: str, timeout: float | None = None) -> dict | None:
-    env = {**os.environ, "_RJEM_MALLOC_CONF": POLARS_ALLOCATOR}
+def _spawn(*argv: str, timeout: float | None = None, allocator: bool = True) -> dict | None:
+    env = {**os.environ, "_RJEM_MALLOC_CONF": POLARS_ALLOCATOR} if allocator else dict(os.environ)
     try:
         completed = subprocess.run(
             [sys.executable, __file__, *argv], capture_output=True, text=True, check=False, timeout=timeout, env=env
@@ -524,7 +572,7 @@ def main() -> int:
     print(
         f"engine: {'numba' if identity.engine.HAVE_NUMBA else 'python'}; polars {pl.__version__}; "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; polars allocator "
-        f"_RJEM_MALLOC_CONF={POLARS_ALLOCATOR} (appended to polars' defaults)"
+        f"_RJEM_MALLOC_CONF={POLARS_ALLOCATOR} (appended to polars' defaults; not for outofcore)"
     )
     with tempfile.TemporaryDirectory(prefix="oneid_bench_") as tmp:
         if not args.skip_speed:
@@ -545,7 +593,10 @@ def main() -> int:
                     if method == "networkx" and size > args.networkx_limit:
                         print(f"  {method:<12} {'skipped':>9}  (above --networkx-limit {args.networkx_limit:,})")
                         continue
-                    r = _spawn("--method", method, "--input", path, timeout=args.timeout)
+                    # the out-of-core method is about peak memory, which keeping freed pages for a minute raises
+                    r = _spawn(
+                        "--method", method, "--input", path, timeout=args.timeout, allocator=method != "outofcore"
+                    )
                     if "error" in r:
                         print(f"  {method:<12} {'failed':>9}  {r['error']}")
                         continue
@@ -560,6 +611,9 @@ def main() -> int:
                     )
                     if "phases" in r:
                         print("               phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in r["phases"].items()))
+                    if "peaks" in r:
+                        peaks = ", ".join(f"{k} {v / 1024:.1f}" for k, v in r["peaks"].items())
+                        print(f"               peak memory so far after each phase (GB): {peaks}")
                 summary = _goal_summary(seconds)
                 if summary:
                     print(f"  {summary}")

@@ -34,6 +34,8 @@ def _resolve(args: argparse.Namespace) -> int:
     if args.incremental and not args.state:
         print("oneid resolve: --incremental needs --state", file=sys.stderr)
         return 2
+    if args.out_of_core:
+        return _resolve_out_of_core(args, config)
     if args.state:
         import duckdb
 
@@ -78,13 +80,42 @@ def _resolve(args: argparse.Namespace) -> int:
         for name, frame in resolution.tables().items():
             frame.write_csv(out_dir / f"{name}.csv")
         (out_dir / "stats.json").write_text(json.dumps(resolution.stats, indent=2) + "\n", encoding="utf-8")
-    stats = resolution.stats
+    _print_stats(resolution.stats)
+    return 0
+
+
+def _resolve_out_of_core(args: argparse.Namespace, config) -> int:
+    from identity.outofcore import OUTPUT_TABLES, copy_table, resolve_out_of_core
+
+    if args.state:
+        print("oneid resolve: --out-of-core keeps no state; give --state or --out-of-core, not both", file=sys.stderr)
+        return 2
+    if not args.observations.endswith(".parquet"):
+        print("oneid resolve: --out-of-core reads Parquet (a file or a pattern such as 'exports/*.parquet')",
+              file=sys.stderr)
+        return 2
+    result = resolve_out_of_core(
+        args.observations, args.out_of_core, config, engine=args.engine, memory_limit=args.memory_limit
+    )
+    if args.out:
+        copy_table(args.out_of_core, "record_map", args.out)
+    if args.out_dir:
+        out_dir = Path(args.out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in OUTPUT_TABLES:
+            copy_table(args.out_of_core, name, out_dir / f"{name}.csv")
+        (out_dir / "stats.json").write_text(json.dumps(result.stats, indent=2) + "\n", encoding="utf-8")
+    _print_stats(result.stats)
+    print(f"tables {', '.join(OUTPUT_TABLES)} are in {args.out_of_core}")
+    return 0
+
+
+def _print_stats(stats: dict) -> None:
     print(
         f"{stats['records']:,} records, {stats['identities']:,} identities -> {stats['users']:,} users "
         f"(largest {stats['largest_user_size']:,} records); {stats['links_rejected']:,} links rejected, "
         f"{stats['values_blocked']:,} values blocked, {stats['values_shared']:,} shared"
     )
-    return 0
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -153,6 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="--observations is a new batch added to the state's observations (only touched users are redone)",
     )
+    run.add_argument(
+        "--out-of-core",
+        metavar="DUCKDB_FILE",
+        help="resolve inside this DuckDB file, for Parquet observations larger than memory; the identity tables "
+        "are left in it (same results as in memory; no --state)",
+    )
+    run.add_argument("--memory-limit", help="with --out-of-core: DuckDB's memory limit, e.g. 6GB (it spills beyond)")
     run.add_argument("--engine", choices=["auto", "numba", "python"], default="auto", help=argparse.SUPPRESS)
     run.set_defaults(handler=_resolve)
 

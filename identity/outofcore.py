@@ -14,8 +14,11 @@ Steps and where they run: docs/identity.md, "Out of core".
 
 from __future__ import annotations
 
+import glob
+import resource
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +43,12 @@ from identity.resolution import (
 )
 
 OUTPUT_TABLES = ("observations", "record_map", "id_map", "users", "rejected_links", "blocked_values")
-_WORK = "_oneid_work"  # the intermediate tables, dropped at the end
+# The intermediate tables are temporary: in memory as far as DuckDB's memory limit allows, spilled beyond it, never
+# written to the database file (writing them took most of the time of making them), gone with the connection
+_WORK = "temp.main"
+# DuckDB's memory limit while numpy works on the integers: DuckDB is idle then, and a low limit makes it give back
+# the memory it holds as a cache
+IDLE_DUCKDB_MEMORY = "256MB"
 _DIGEST_FUNCTIONS = {"phone_md5": (32, "md5"), "phone_sha256": (64, "sha256")}
 
 
@@ -51,6 +59,18 @@ class OutOfCoreResult:
     database: str
     stats: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    # the process's peak resident memory so far (MB) at the end of each phase: where the peak was reached
+    peak_mb: dict[str, float] = field(default_factory=dict)
+
+
+def copy_table(database: str | Path, table: str, path: str | Path) -> None:
+    """One of OUTPUT_TABLES as a CSV file (with a header), written by DuckDB without loading it into memory."""
+    import duckdb
+
+    if table not in OUTPUT_TABLES:
+        raise ValueError(f"not an output table: {table}")
+    with duckdb.connect(str(database), read_only=True) as con:
+        con.execute(f"copy {table} to '{str(path).replace(chr(39), chr(39) * 2)}' (header, delimiter ',')")
 
 
 def _batches(observations: pl.DataFrame | str | Path | Sequence[str | Path], rows: int) -> Iterator[pl.DataFrame]:
@@ -61,9 +81,15 @@ def _batches(observations: pl.DataFrame | str | Path | Sequence[str | Path], row
     import pyarrow.parquet as pq
 
     paths = [observations] if isinstance(observations, (str, Path)) else list(observations)
+    # a pattern (`folder/*.parquet`) stands for its files, in name order
+    paths = [name for path in paths for name in (sorted(glob.glob(str(path))) if _is_pattern(path) else [path])]
     for path in paths:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
             yield pl.from_arrow(batch)
+
+
+def _is_pattern(path: str | Path) -> bool:
+    return any(char in str(path) for char in "*?[")
 
 
 def _sql_list(values: Sequence[str]) -> str:
@@ -92,12 +118,14 @@ def resolve_out_of_core(
 
     config = config or IdentityConfig()
     timings: dict[str, float] = {}
+    peak_mb: dict[str, float] = {}
     clock = time.perf_counter()
 
     def lap(name: str) -> None:
         nonlocal clock
         now = time.perf_counter()
         timings[name] = now - clock
+        peak_mb[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
         clock = now
 
     with duckdb.connect(str(database)) as con:
@@ -107,65 +135,76 @@ def resolve_out_of_core(
             con.execute(f"set threads = {int(threads)}")
         for table in OUTPUT_TABLES:
             con.execute(f"drop table if exists {table}")
-        con.execute(f"drop schema if exists {_WORK} cascade")
-        con.execute(f"create schema {_WORK}")
         _load_normalized(con, observations, config, batch_rows)
         lap("normalize")
-        type_rank, source_rank = _translate_and_number(con, config)
+        type_rank, source_rank, hashes_apart = _translate_and_number(con, config)
         lap("translate")
-        ints = _link_integers(con, type_rank, source_rank)
+        ints = _link_integers(con, type_rank, source_rank, hashes_apart)
         lap("integers")
         stats = _resolve_integers(con, ints, config, type_rank, source_rank, id_key, engine, timings, lap)
-        con.execute("alter table observations drop column _row")
-        con.execute(f"drop schema {_WORK} cascade")
+        for column in ("_row", "_rh", "_oh"):
+            con.execute(f"alter table observations drop column {column}")
         con.execute("checkpoint")
         lap("outputs")
-    return OutOfCoreResult(database=str(database), stats=stats, timings=timings)
+    return OutOfCoreResult(database=str(database), stats=stats, timings=timings, peak_mb=peak_mb)
 
 
 def _load_normalized(con, observations, config: IdentityConfig, batch_rows: int) -> None:
-    """`observations`: the normalized rows in input order, with their row number `_row`."""
+    """`observations`: the normalized rows in input order, with their row number `_row` and 64-bit hashes of
+    their record (`_rh`) and observed key (`_oh`), on which the integers are joined instead of on the strings."""
     columns = ", ".join(
         f"{name} {kind}"
         for name, kind in zip(
-            (*OUTPUT_COLUMNS, "_row"),
-            ("varchar",) * 6 + ("timestamp", "varchar", "boolean", "varchar", "bigint"),
+            (*OUTPUT_COLUMNS, "_row", "_rh", "_oh"),
+            ("varchar",) * 6 + ("timestamp", "varchar", "boolean", "varchar", "bigint", "ubigint", "ubigint"),
         )
     )
     con.execute(f"create table observations ({columns})")
     offset = 0
-    for batch in _batches(observations, batch_rows):
-        normalized = normalize_observations(batch, config).with_columns(
-            _row=pl.int_range(offset, offset + batch.height, dtype=pl.Int64)
-        )
-        offset += batch.height
-        con.register("_batch", normalized.to_arrow())
-        con.execute("insert into observations by name select * from _batch")
-        con.unregister("_batch")
+    # the next batch is read and normalized (polars) while DuckDB stores this one: both let go of the GIL
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        batches = _batches(observations, batch_rows)
+        upcoming = pool.submit(_next_normalized, batches, config)
+        while (normalized := upcoming.result()) is not None:
+            upcoming = pool.submit(_next_normalized, batches, config)
+            con.register("_batch", normalized.with_columns(
+                _row=pl.int_range(offset, offset + normalized.height, dtype=pl.Int64)
+            ).to_arrow())
+            offset += normalized.height
+            con.execute(
+                "insert into observations by name select *, hash(source, record_id) as _rh, "
+                "hash(id_type, scope, id_value) as _oh from _batch"
+            )
+            con.unregister("_batch")
 
 
-def _translate_and_number(con, config: IdentityConfig) -> tuple[dict[str, int], dict[str, int]]:
+def _next_normalized(batches: Iterator[pl.DataFrame], config: IdentityConfig) -> pl.DataFrame | None:
+    batch = next(batches, None)
+    return None if batch is None else normalize_observations(batch, config)
+
+
+def _translate_and_number(con, config: IdentityConfig) -> tuple[dict[str, int], dict[str, int], bool]:
     """Hashed phones translated (`_WORK.translated`: row, phone; the rows' reasons updated in `observations`),
-    then records, observed keys and link keys numbered 0..n-1 in text order. Returns the type and source
-    priority ranks, as `resolve` makes them."""
+    then records and the observed keys of usable rows numbered 0..n-1 in text order. Returns the type and
+    source priority ranks, as `resolve` makes them, and whether the hashes tell all records and keys apart."""
     w = _WORK
     con.execute(f"""
-        create table {w}.records as
-        select source, record_id, (row_number() over (order by source, record_id) - 1)::bigint as rid
-        from (select distinct source, record_id from observations)
+        create temp table records as
+        select source, record_id, _rh, (row_number() over (order by source, record_id) - 1)::bigint as rid
+        from (select distinct source, record_id, _rh from observations)
     """)
     hash_types = [row[0] for row in con.execute(
         f"select distinct id_type from observations where usable and id_type in {_sql_list(HASH_TYPES)}"
     ).fetchall()]
-    con.execute(f"create table {w}.translated (_row bigint, link_value varchar)")
+    con.execute(f"create temp table translated (_row bigint, link_value varchar)")
     if hash_types:
         lengths = sorted({_DIGEST_FUNCTIONS[name][0] for name in hash_types})
         con.execute(f"""
-            create table {w}.wanted as select distinct id_value as digest from observations
+            create temp table wanted as select distinct id_value as digest from observations
             where usable and id_type in {_sql_list(HASH_TYPES)} and length(id_value) in ({", ".join(map(str, lengths))})
         """)
         con.execute(f"""
-            create table {w}.plain as
+            create temp table plain as
             select distinct id_value as phone from observations where id_type = 'phone' and id_value is not null
         """)
         matches = " union all ".join(
@@ -173,7 +212,7 @@ def _translate_and_number(con, config: IdentityConfig) -> tuple[dict[str, int], 
             for length, function in _DIGEST_FUNCTIONS.values()
             if length in lengths
         )
-        con.execute(f"create table {w}.digest_phone as select digest, min(phone) as phone from ({matches}) group by 1")
+        con.execute(f"create temp table digest_phone as select digest, min(phone) as phone from ({matches}) group by 1")
         con.execute(f"""
             insert into {w}.translated
             select o._row, d.phone from observations o join {w}.digest_phone d on o.id_value = d.digest
@@ -190,23 +229,18 @@ def _translate_and_number(con, config: IdentityConfig) -> tuple[dict[str, int], 
             ) r
             where observations._row = r._row
         """)
+    # A link key differs from its observed key only for a translated hash: its link key (phone, '', p) is the
+    # observed key of the plain phone p, which is usable whenever the translated row still is. So the observed
+    # keys, numbered once, number the link keys too.
     con.execute(f"""
-        create view {w}.link_rows as
-        select o._row, o.source, o.record_id, o.id_type, o.scope, o.id_value, o.strength, o.observed_at,
-               case when t._row is null then o.id_type else 'phone' end as link_type,
-               coalesce(t.link_value, o.id_value) as link_value
-        from observations o left join {w}.translated t on t._row = o._row
-        where o.usable
+        create temp table observed as
+        select id_type, scope, id_value, _oh, (row_number() over (order by id_type, scope, id_value) - 1)::bigint as k
+        from (select distinct id_type, scope, id_value, _oh from observations where usable)
     """)
-    for table, kind, value, rows in (
-        ("observed", "id_type", "id_value", "observations where usable"),
-        ("link_keys", "link_type", "link_value", f"{w}.link_rows"),
-    ):
-        con.execute(f"""
-            create table {w}.{table} as
-            select {kind}, scope, {value}, (row_number() over (order by {kind}, scope, {value}) - 1)::bigint as k
-            from (select distinct {kind}, scope, {value} from {rows})
-        """)
+    ((records_apart, keys_apart),) = con.execute(f"""
+        select (select count(*) = count(distinct _rh) from {w}.records),
+               (select count(*) = count(distinct _oh) from {w}.observed)
+    """).fetchall()
     types = [row[0] for row in con.execute("select distinct id_type from observations").fetchall()]
     sources = [row[0] for row in con.execute(f"select distinct source from {w}.records").fetchall()]
     type_rank = priority_ranks(config.id_type_priority, types + (["phone"] if hash_types else []))
@@ -215,15 +249,16 @@ def _translate_and_number(con, config: IdentityConfig) -> tuple[dict[str, int], 
         frame = pl.DataFrame({column: list(ranks), "priority": list(ranks.values())}, schema={column: pl.String,
                                                                                                "priority": pl.Int64})
         con.register("_ranks", frame.to_arrow())
-        con.execute(f"create table {w}.{table} as select * from _ranks")
+        con.execute(f"create temp table {table} as select * from _ranks")
         con.unregister("_ranks")
-    return type_rank, source_rank
+    return type_rank, source_rank, bool(records_apart and keys_apart)
 
 
 @dataclass
 class _Links:
-    """Per usable observation (in no particular order): its record, observed key, link key, the order prefix
-    (strength, type priority, source priority) and time, and its row in `observations`."""
+    """Per usable observation (in no particular order): its record, observed key, link key (the observed key of
+    the phone a translated hash stands for), the order prefix (strength, type priority, source priority) and
+    time, and its row in `observations`."""
 
     rid: np.ndarray
     okey: np.ndarray
@@ -237,23 +272,41 @@ class _Links:
 _LINK_COLUMNS = ("rid", "okey", "lkey", "prefix", "time", "row")
 
 
-def _link_integers(con, type_rank: dict[str, int], source_rank: dict[str, int]) -> _Links:
+def link_join_conditions(hashes_apart: bool) -> tuple[str, str]:
+    """The join of an observation `o` to its record `r` and to its observed key `ok`: on the 64-bit hashes when
+    no two distinct records (keys) share one, else on the strings themselves."""
+    if hashes_apart:
+        return "r._rh = o._rh", "ok._oh = o._oh"
+    return (
+        "r.source = o.source and r.record_id = o.record_id",
+        "ok.id_type = o.id_type and ok.scope = o.scope and ok.id_value = o.id_value",
+    )
+
+
+def _link_integers(con, type_rank: dict[str, int], source_rank: dict[str, int], hashes_apart: bool) -> _Links:
     """Streams the integers of every usable observation out of DuckDB into preallocated arrays, so that neither
     side holds a second copy of them all."""
     w = _WORK
-    (count,) = con.execute(f"select count(*) from {w}.link_rows").fetchall()[0]
+    (count,) = con.execute("select count(*) from observations where usable").fetchall()[0]
     arrays = {name: np.empty(count, dtype=np.int64) for name in _LINK_COLUMNS}
+    con.execute(f"""
+        create temp table translated_keys as
+        select t._row, ok.k from {w}.translated t
+        join {w}.observed ok on ok.id_type = 'phone' and ok.scope = '' and ok.id_value = t.link_value
+    """)
+    on_record, on_key = link_join_conditions(hashes_apart)
     reader = con.sql(f"""
-        select r.rid, ok.k as okey, lk.k as lkey,
-               ((case when l.strength = 'weak' then 1 else 0 end) * {len(type_rank)} + tp.priority)
+        select r.rid, ok.k as okey, coalesce(tk.k, ok.k) as lkey,
+               ((case when o.strength = 'weak' then 1 else 0 end) * {len(type_rank)} + tp.priority)
                    * {len(source_rank)} + sp.priority as prefix,
-               coalesce(epoch_us(l.observed_at), {_NULL_TIME}) as time, l._row as row
-        from {w}.link_rows l
-        join {w}.records r on r.source = l.source and r.record_id = l.record_id
-        join {w}.observed ok on ok.id_type = l.id_type and ok.scope = l.scope and ok.id_value = l.id_value
-        join {w}.link_keys lk on lk.link_type = l.link_type and lk.scope = l.scope and lk.link_value = l.link_value
-        join {w}.type_priority tp on tp.id_type = l.id_type
-        join {w}.source_priority sp on sp.source = l.source
+               coalesce(epoch_us(o.observed_at), {_NULL_TIME}) as time, o._row as row
+        from observations o
+        join {w}.records r on {on_record}
+        join {w}.observed ok on {on_key}
+        left join {w}.translated_keys tk on tk._row = o._row
+        join {w}.type_priority tp on tp.id_type = o.id_type
+        join {w}.source_priority sp on sp.source = o.source
+        where o.usable
     """).to_arrow_reader(1_000_000)
     at = 0
     for batch in reader:
@@ -270,30 +323,43 @@ def _link_integers(con, type_rank: dict[str, int], source_rank: dict[str, int]) 
 def _register(con, name: str, columns: dict[str, np.ndarray]) -> None:
     """A table `_WORK.name` of the given integer columns."""
     con.register("_arrays", pl.DataFrame(columns).to_arrow())
-    con.execute(f"create or replace table {_WORK}.{name} as select * from _arrays")
+    con.execute(f"create or replace temp table {name} as select * from _arrays")
     con.unregister("_arrays")
 
 
 def _resolve_integers(con, links: _Links, config, type_rank, source_rank, id_key, engine, timings, lap) -> dict:
     w = _WORK
-    # per link key (numbered in text order, so each (link_type, scope) is one run of keys): type rank and class
+    (duckdb_memory,) = con.execute("select current_setting('memory_limit')").fetchall()[0]
+    con.execute(f"set memory_limit = '{IDLE_DUCKDB_MEMORY}'")
+    # The link keys are the observed keys some link stands for, made dense in the same (text) order
+    n_observed_keys = int(links.okey.max()) + 1 if len(links.okey) else 0
+    is_link_key = np.zeros(n_observed_keys, dtype=bool)
+    is_link_key[links.lkey] = True
+    link_key_okey = np.flatnonzero(is_link_key)
+    lkey = (np.cumsum(is_link_key) - 1)[links.lkey]
+    del is_link_key
+    # per observed key (numbered in text order, so each (id_type, scope) is one run of keys): type rank and class
     runs = con.execute(
-        f"select link_type, scope, min(k), count(*) from {w}.link_keys group by 1, 2 order by 3"
+        f"select id_type, scope, min(k), count(*) from {w}.observed group by 1, 2 order by 3"
     ).fetchall()
     class_of = unique_classes([(kind, scope) for kind, scope, _, _ in runs], type_rank, config.unique_types)
     lengths = [length for *_, length in runs]
-    key_rank = np.repeat(np.array([type_rank[kind] for kind, *_ in runs], dtype=np.int64), lengths)
+    key_rank = np.repeat(np.array([type_rank[kind] for kind, *_ in runs], dtype=np.int64), lengths)[link_key_okey]
     key_class = np.repeat(np.array([class_of.get((kind, scope), -1) for kind, scope, *_ in runs], dtype=np.int64),
-                          lengths)
+                          lengths)[link_key_okey]
     class_types = [kind for kind, _ in sorted(class_of, key=class_of.get)]
 
-    rid, lkey, n_records = links.rid, links.lkey, links.n_records
+    rid, n_records = links.rid, links.n_records
     row_class = key_class[lkey]
     held = np.flatnonzero(row_class >= 0)
     shared = shared_link_keys(rid, lkey, held, row_class[held], config.shared_threshold)
     del row_class, held
-    n_keys = len(key_rank)
-    kept, iid, oid, kept_keys, kept_observed = without_shared(lkey, links.okey, shared, n_keys)
+    kept, iid, oid, kept_keys, kept_observed = without_shared(lkey, links.okey, shared, len(key_rank))
+    del lkey
+    # per identity what the rest needs of its key, so that the per-key arrays are let go before the link order
+    n_identities, n_observed = len(kept_keys), len(kept_observed)
+    node_rank, identity_class, identity_okey = key_rank[kept_keys], key_class[kept_keys], link_key_okey[kept_keys]
+    del key_rank, key_class, link_key_okey, kept_keys
     if kept is not None:
         _register(con, "shared_rows", {"_row": links.row[~kept]})
         con.execute(f"""
@@ -306,92 +372,105 @@ def _resolve_integers(con, links: _Links, config, type_rank, source_rank, id_key
     del links, kept
     lap("shared")
 
-    n_identities, n_observed = len(kept_keys), len(kept_observed)
-    link_rows = _link_order(
-        prefix, 2 * len(type_rank) * len(source_rank), link_time, rid, oid, iid, n_records, n_observed, n_identities
-    )
-    del prefix
     first_time = np.full(n_identities, _NULL_TIME, dtype=np.int64)
     np.minimum.at(first_time, iid, link_time)
-    del link_time
-    node_rank = key_rank[kept_keys]
-    node_class = np.full(n_records + n_identities, -1, dtype=np.int64)
-    node_class[n_records:] = key_class[kept_keys]
     observed_iid = np.empty(n_observed, dtype=np.int64)
     observed_iid[oid] = iid
+    # handed over without a reference kept here, so that _link_order can let them go once it has its sort keys
+    keys = {"prefix": prefix, "time": link_time}
+    del prefix, link_time
+    link_rows = _link_order(
+        keys.pop("prefix"), 2 * len(type_rank) * len(source_rank), keys.pop("time"), rid, oid, iid, n_records,
+        n_observed, n_identities,
+    )
     link_rid, link_oid, link_iid = rid[link_rows], oid[link_rows], iid[link_rows]
     del rid, oid, iid, link_rows
+    node_class = np.full(n_records + n_identities, -1, dtype=np.int64)
+    node_class[n_records:] = identity_class
+    del identity_class
     lap("order")
 
     roots, rejected, _ = greedy_union(
         n_records + n_identities, link_rid, link_iid + n_records, node_class, len(class_types), engine=engine
     )
+    # what the outputs need of the links is the refused ones; the rest is let go before DuckDB takes memory back
+    n_links, refused = len(link_rid), np.flatnonzero(rejected >= 0)
+    refused_rid, refused_oid, refused_iid = link_rid[refused], link_oid[refused], link_iid[refused]
+    refused_class = rejected[refused]
+    del node_class, link_rid, link_oid, link_iid, rejected
     lap("link")
 
     priority, position = anchor_priority(first_time, node_rank)
     record_root, node_root = roots[:n_records], roots[n_records:]
     anchored_roots, anchor_node, identities_of_root = root_anchors(node_root, position, priority, len(roots))
+    del priority, position, node_rank
+    anchor_okey, anchor_time = identity_okey[anchor_node], first_time[anchor_node]
+    del anchor_node, first_time, identity_okey
     bare_records = np.flatnonzero(identities_of_root[record_root] == 0)
     n_users = len(anchored_roots) + len(bare_records)
     user_of_root = np.full(len(roots), -1, dtype=np.int64)
     user_of_root[np.concatenate([anchored_roots, record_root[bare_records]])] = np.arange(n_users, dtype=np.int64)
     record_user = user_of_root[record_root]
-    node_user = user_of_root[node_root]
+    observed_user = user_of_root[node_root][observed_iid]
+    refused_user, refused_conflicting = record_user[refused_rid], user_of_root[node_root[refused_iid]]
+    del roots, record_root, node_root, user_of_root, observed_iid
     sizes = np.bincount(record_user, minlength=n_users)
+    anchored_identities = identities_of_root[anchored_roots]
+    del identities_of_root
+    con.execute(f"set memory_limit = '{duckdb_memory}'")
     none = np.full(len(bare_records), -1, dtype=np.int64)
     _register(con, "user_rows", {
         "u": np.arange(n_users, dtype=np.int64),
-        "lkey": np.concatenate([kept_keys[anchor_node], none]),
+        "okey": np.concatenate([anchor_okey, none]),
         "rid": np.concatenate([np.full(len(anchored_roots), -1, dtype=np.int64), bare_records]),
-        "first_time": np.concatenate([first_time[anchor_node], np.full(len(bare_records), _NULL_TIME)]),
-        "identities": np.concatenate([identities_of_root[anchored_roots], np.zeros(len(bare_records), np.int64)]),
+        "first_time": np.concatenate([anchor_time, np.full(len(bare_records), _NULL_TIME)]),
+        "identities": np.concatenate([anchored_identities, np.zeros(len(bare_records), np.int64)]),
         "records": sizes,
     })
     expression, params = keyed_hash_sql(id_key, "anchor")
     con.execute(f"""
-        create table {w}.users as
+        create temp table work_users as
         select u, 'u_' || substr({expression}, 1, 16) as user_id, anchor, first_seen, identities, records
         from (
-            select u.u, coalesce(lk.link_type || chr(9) || lk.scope || chr(9) || lk.link_value,
+            select u.u, coalesce(ok.id_type || chr(9) || ok.scope || chr(9) || ok.id_value,
                                  r.source || '/' || r.record_id) as anchor,
                    case when u.first_time <> {_NULL_TIME} then make_timestamp(u.first_time) end as first_seen,
                    u.identities, u.records
             from {w}.user_rows u
-            left join {w}.link_keys lk on lk.k = u.lkey
+            left join {w}.observed ok on ok.k = u.okey
             left join {w}.records r on r.rid = u.rid
         )
     """, params or None)
-    (duplicates,) = con.execute(f"select count(*) - count(distinct user_id) from {w}.users").fetchall()[0]
+    (duplicates,) = con.execute(f"select count(*) - count(distinct user_id) from {w}.work_users").fetchall()[0]
     if duplicates:
         raise RuntimeError("two clusters hash to one user_id; 64-bit ids should make this practically impossible")
     con.execute(f"""
         create table users as
-        select user_id, anchor, first_seen, identities, records from {w}.users order by user_id
+        select user_id, anchor, first_seen, identities, records from {w}.work_users order by user_id
     """)
     _register(con, "record_user", {"rid": np.arange(n_records, dtype=np.int64), "u": record_user})
     con.execute(f"""
         create table record_map as
         select r.source, r.record_id, x.user_id from {w}.records r
-        join {w}.record_user ru on ru.rid = r.rid join {w}.users x on x.u = ru.u
+        join {w}.record_user ru on ru.rid = r.rid join {w}.work_users x on x.u = ru.u
         order by r.rid
     """)
-    _register(con, "observed_user", {
-        "oid": np.arange(n_observed, dtype=np.int64), "k": kept_observed, "u": node_user[observed_iid]
-    })
+    _register(
+        con, "observed_user", {"oid": np.arange(n_observed, dtype=np.int64), "k": kept_observed, "u": observed_user}
+    )
     con.execute(f"""
         create table id_map as
         select o.id_type, o.scope, o.id_value, x.user_id from {w}.observed_user ou
-        join {w}.observed o on o.k = ou.k join {w}.users x on x.u = ou.u
+        join {w}.observed o on o.k = ou.k join {w}.work_users x on x.u = ou.u
         order by ou.oid
     """)
-    refused = np.flatnonzero(rejected >= 0)
     _register(con, "refused", {
         "n": refused,
-        "rid": link_rid[refused],
-        "k": kept_observed[link_oid[refused]],
-        "u": record_user[link_rid[refused]],
-        "cu": node_user[link_iid[refused]],
-        "class": rejected[refused],
+        "rid": refused_rid,
+        "k": kept_observed[refused_oid],
+        "u": refused_user,
+        "cu": refused_conflicting,
+        "class": refused_class,
     })
     con.register("_class_types", pl.DataFrame({"class": np.arange(len(class_types)), "link_type": class_types},
                                               schema={"class": pl.Int64, "link_type": pl.String}).to_arrow())
@@ -401,7 +480,7 @@ def _resolve_integers(con, links: _Links, config, type_rank, source_rank, id_key
                cu.user_id as conflicting_user_id, 'unique_conflict:' || c.link_type as reason
         from {w}.refused x
         join {w}.records r on r.rid = x.rid join {w}.observed o on o.k = x.k
-        join {w}.users ru on ru.u = x.u join {w}.users cu on cu.u = x.cu
+        join {w}.work_users ru on ru.u = x.u join {w}.work_users cu on cu.u = x.cu
         join _class_types c on c.class = x.class
         order by x.n
     """)
@@ -416,7 +495,7 @@ def _resolve_integers(con, links: _Links, config, type_rank, source_rank, id_key
         group by all
         order by id_type nulls first, scope nulls first, id_value nulls first, reason nulls first
     """)
-    histogram = np.bincount(identities_of_root[anchored_roots][sizes[: len(anchored_roots)] > 0])
+    histogram = np.bincount(anchored_identities[sizes[: len(anchored_roots)] > 0])
     bare_with_records = int((sizes[len(anchored_roots):] > 0).sum())
     by_identities = {int(k): int(v) for k, v in enumerate(histogram) if v}
     if bare_with_records:
@@ -426,7 +505,7 @@ def _resolve_integers(con, links: _Links, config, type_rank, source_rank, id_key
     ).fetchall()
     return {
         "records": n_records,
-        "links": len(link_rid),
+        "links": n_links,
         "identities": n_identities,
         "users": int((sizes > 0).sum()),
         "largest_user_size": int(sizes.max()) if len(sizes) else 0,

@@ -402,11 +402,13 @@ def _link_order(
         columns["_k1"] = prefix * width + np.where(link_time == _NULL_TIME, width - 1, link_time - low)
     else:
         columns["_prefix"], columns["_time"] = prefix, link_time
+    del prefix, link_time, known  # a caller that hands them over without keeping them gets their memory back
     if n_records * n_observed < 2**62:
         columns["_k2"] = rid * n_observed + oid
     else:
         columns["_rid"], columns["_oid"] = rid, oid
     order = pl.DataFrame(columns).select(pl.arg_sort_by(list(columns))).to_series().to_numpy()
+    del columns
     # the first position of each (record, identity) pair in that order
     repeated = _repeated_pairs(rid, iid, order, n_identities)
     if len(repeated) == 0:

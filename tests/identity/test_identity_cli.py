@@ -1,4 +1,5 @@
 import gzip
+import io
 import json
 import subprocess
 import sys
@@ -79,3 +80,21 @@ def test_installed_entry_point(tmp_path):
     )
     assert completed.returncode == 0, completed.stderr
     assert pl.read_csv(out).height == 5
+
+
+def test_resolve_out_of_core_writes_the_same_record_map(tmp_path, capsys):
+    pl.read_csv(io.StringIO(OBSERVATIONS), infer_schema=False).write_parquet(tmp_path / "obs.parquet")
+    in_memory, out_of_core, database = tmp_path / "memory.csv", tmp_path / "disk.csv", tmp_path / "oneid.duckdb"
+    assert main(["resolve", "--observations", str(tmp_path / "obs.parquet"), "--out", str(in_memory)]) == 0
+    args = ["resolve", "--observations", str(tmp_path / "obs.parquet"), "--out", str(out_of_core)]
+    assert main([*args, "--out-of-core", str(database), "--out-dir", str(tmp_path / "tables")]) == 0
+    printed = capsys.readouterr().out
+    assert "5 records" in printed and str(database) in printed
+    memory, disk = (pl.read_csv(path, infer_schema=False) for path in (in_memory, out_of_core))
+    assert disk.equals(memory)
+    assert json.loads((tmp_path / "tables" / "stats.json").read_text())["users"] == 3
+    # CSV input is refused with what to do instead
+    (tmp_path / "obs.csv").write_text(OBSERVATIONS, encoding="utf-8")
+    assert main(["resolve", "--observations", str(tmp_path / "obs.csv"), "--out-of-core", str(database),
+                 "--out", str(out_of_core)]) == 2
+    assert "reads Parquet" in capsys.readouterr().err

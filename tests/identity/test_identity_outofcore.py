@@ -78,3 +78,19 @@ def test_blocked_shared_hashed_and_bare_records(tmp_path):
     assert set(tables["blocked_values"]["reason"]) == {"shared", "junk"}
     users = dict(zip(tables["record_map"]["record_id"], tables["record_map"]["user_id"]))
     assert users["a1"] == users["s1"] and users["o1"] != users["o2"]
+
+
+
+def test_joins_on_the_strings_when_hashes_could_collide(tmp_path, monkeypatch):
+    """Records and keys are joined on 64-bit hashes unless two distinct ones share a hash; a collision cannot be
+    made on purpose, so the string joins are forced here and must give the same tables."""
+    import identity.outofcore as outofcore
+
+    joins = outofcore.link_join_conditions
+    assert "_rh" in joins(True)[0] and "record_id" in joins(False)[0]
+    monkeypatch.setattr(outofcore, "link_join_conditions", lambda hashes_apart: joins(False))
+    rng = random.Random(21)
+    config = random_config(rng)
+    observations = frame([row for graph in range(200) for row in random_graph(rng, graph)])
+    result = outofcore.resolve_out_of_core(observations, tmp_path / "oneid.duckdb", config, batch_rows=500)
+    _assert_same(resolve(observations, config), tmp_path / "oneid.duckdb", result.stats)
