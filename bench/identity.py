@@ -240,12 +240,15 @@ def method_engine(path: str) -> dict:
     clock, cpu = time.perf_counter(), time.process_time()
     resolution = identity.resolve(observations)
     seconds, cpu_seconds = time.perf_counter() - clock, time.process_time() - cpu
-    stats = resolution.stats
+    return _resolution_figures(seconds, cpu_seconds, rss, resolution.timings, resolution.stats)
+
+
+def _resolution_figures(seconds: float, cpu_seconds: float, rss: float, timings: dict, stats: dict) -> dict:
     return {
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,
         "rss_before_mb": rss,
-        "phases": {name: round(value, 2) for name, value in resolution.timings.items()},
+        "phases": {name: round(value, 2) for name, value in timings.items()},
         "result": f"{stats['users']:,} users, {stats['links_rejected']:,} rejected, {stats['values_shared']:,} shared",
         "stats": {k: stats[k] for k in ("links", "records", "identities", "users")},
     }
@@ -261,17 +264,9 @@ def method_outofcore(path: str) -> dict:
         result = resolve_out_of_core(path, Path(folder) / "oneid.duckdb", memory_limit=OUTOFCORE_DUCKDB_MEMORY)
         seconds, cpu_seconds = time.perf_counter() - clock, time.process_time() - cpu
         size = os.path.getsize(Path(folder) / "oneid.duckdb") / 1e9
-    stats = result.stats
-    return {
-        "seconds": seconds,
-        "cpu_seconds": cpu_seconds,
-        "rss_before_mb": rss,
-        "phases": {name: round(value, 2) for name, value in result.timings.items()},
-        "peaks": result.peak_mb,
-        "result": f"{stats['users']:,} users, {stats['links_rejected']:,} rejected, {stats['values_shared']:,} shared; "
-        f"database {size:.1f} GB, DuckDB memory limit {OUTOFCORE_DUCKDB_MEMORY}",
-        "stats": {k: stats[k] for k in ("links", "records", "identities", "users")},
-    }
+    figures = _resolution_figures(seconds, cpu_seconds, rss, result.timings, result.stats)
+    figures["result"] += f"; database {size:.1f} GB, DuckDB memory limit {OUTOFCORE_DUCKDB_MEMORY}"
+    return {**figures, "peaks": result.peak_mb}
 
 
 def _warm_and_split(path: str, whole_records: bool) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -15,8 +15,6 @@ Steps and where they run: docs/identity.md, "Out of core".
 from __future__ import annotations
 
 import glob
-import resource
-import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ from identity.privacy import keyed_hash_sql
 from identity.resolution import (
     _NULL_TIME,
     HASH_TYPES,
+    PhaseClock,
     _link_order,
     anchor_priority,
     priority_ranks,
@@ -117,16 +116,7 @@ def resolve_out_of_core(
     import duckdb
 
     config = config or IdentityConfig()
-    timings: dict[str, float] = {}
-    peak_mb: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = now - clock
-        peak_mb[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
-        clock = now
+    lap = PhaseClock()
 
     with duckdb.connect(str(database)) as con:
         if memory_limit:
@@ -141,12 +131,12 @@ def resolve_out_of_core(
         lap("translate")
         ints = _link_integers(con, type_rank, source_rank, hashes_apart)
         lap("integers")
-        stats = _resolve_integers(con, ints, config, type_rank, source_rank, id_key, engine, timings, lap)
+        stats = _resolve_integers(con, ints, config, type_rank, source_rank, id_key, engine, lap)
         for column in ("_row", "_rh", "_oh"):
             con.execute(f"alter table observations drop column {column}")
         con.execute("checkpoint")
         lap("outputs")
-    return OutOfCoreResult(database=str(database), stats=stats, timings=timings, peak_mb=peak_mb)
+    return OutOfCoreResult(database=str(database), stats=stats, timings=lap.seconds, peak_mb=lap.peak_mb)
 
 
 def _load_normalized(con, observations, config: IdentityConfig, batch_rows: int) -> None:
@@ -327,7 +317,7 @@ def _register(con, name: str, columns: dict[str, np.ndarray]) -> None:
     con.unregister("_arrays")
 
 
-def _resolve_integers(con, links: _Links, config, type_rank, source_rank, id_key, engine, timings, lap) -> dict:
+def _resolve_integers(con, links: _Links, config, type_rank, source_rank, id_key, engine, lap) -> dict:
     w = _WORK
     (duckdb_memory,) = con.execute("select current_setting('memory_limit')").fetchall()[0]
     con.execute(f"set memory_limit = '{IDLE_DUCKDB_MEMORY}'")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import resource
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -206,6 +207,22 @@ def user_ids_for(anchors: "pl.Series | list[str]", key: bytes | None = None) -> 
     """`user_id_for` of each anchor, computed in bulk (`identity.privacy.keyed_hash_series`): a String Series."""
     digests = keyed_hash_series(key, pl.Series("anchor", anchors, dtype=pl.String))
     return ("u_" + digests.str.slice(0, 16)).alias("user_id")
+
+
+class PhaseClock:
+    """Called with a phase's name at its end: `seconds` per phase, and `peak_mb`, the process's peak resident
+    memory so far (MB) at the end of each, which tells in which phase the peak was reached."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.peak_mb: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = now - self._clock
+        self.peak_mb[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+        self._clock = now
 
 
 def priority_ranks(listed: tuple[str, ...] | list[str], present: list[str]) -> dict[str, int]:
@@ -725,14 +742,8 @@ def resolve(
     """
     if config is None:
         config = IdentityConfig()
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = now - clock
-        clock = now
+    lap = PhaseClock()
+    timings = lap.seconds
 
     obs = normalize_observations(observations, config)
     lap("normalize")
