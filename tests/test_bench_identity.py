@@ -1,0 +1,28 @@
+"""bench/identity.py generates sets above 10M links in parts: the parts must be other people and records, so
+that together they form one larger brand rather than the same one repeated."""
+
+import importlib.util
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("bench_identity", REPO / "bench" / "identity.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+
+def test_parts_hold_other_records_people_and_phones():
+    first, second = (bench.synthetic_observations(20_000, part=part) for part in (0, 1))
+    assert first.equals(bench.synthetic_observations(20_000))  # part 0 is the set generated before parts existed
+    for id_type in ("unionid", "openid", "phone", "member_id"):
+        values = [set(frame.filter(frame["id_type"] == id_type)["id_value"]) for frame in (first, second)]
+        shared = values[0] & values[1]
+        # only the junk and front-desk numbers every part types in are seen in both
+        assert shared <= {"13800138000", "13700000001"}, (id_type, sorted(shared)[:5])
+    assert not set(first["record_id"]) & set(second["record_id"])
+
+
+def test_a_folder_of_parts_is_read_as_one_pattern(tmp_path):
+    (tmp_path / "parts").mkdir()
+    assert bench._parquet(str(tmp_path / "parts")) == f"{tmp_path / 'parts'}{os.sep}*.parquet"
+    assert bench._parquet(str(tmp_path / "one.parquet")) == str(tmp_path / "one.parquet")
