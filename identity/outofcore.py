@@ -72,19 +72,27 @@ def copy_table(database: str | Path, table: str, path: str | Path) -> None:
         con.execute(f"copy {table} to '{str(path).replace(chr(39), chr(39) * 2)}' (header, delimiter ',')")
 
 
-def _batches(observations: pl.DataFrame | str | Path | Sequence[str | Path], rows: int) -> Iterator[pl.DataFrame]:
+def _batches(
+    observations: pl.DataFrame | str | Path | Sequence[str | Path], rows: int
+) -> Iterator[tuple[str, pl.DataFrame]]:
+    """(where the batch comes from, for error messages: file and rows; the batch)."""
     if isinstance(observations, pl.DataFrame):
         for offset in range(0, observations.height, rows):
-            yield observations.slice(offset, rows)
+            batch = observations.slice(offset, rows)
+            yield f"observations rows {offset + 1}-{offset + batch.height}", batch
         return
     import pyarrow.parquet as pq
 
     paths = [observations] if isinstance(observations, (str, Path)) else list(observations)
     # a pattern (`folder/*.parquet`) stands for its files, in name order
     paths = [name for path in paths for name in (sorted(glob.glob(str(path))) if _is_pattern(path) else [path])]
+    if not paths:
+        raise FileNotFoundError(f"no Parquet files match {observations}")
     for path in paths:
+        offset = 0
         for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
-            yield pl.from_arrow(batch)
+            yield f"{path} rows {offset + 1}-{offset + batch.num_rows}", pl.from_arrow(batch)
+            offset += batch.num_rows
 
 
 def _is_pattern(path: str | Path) -> bool:
@@ -123,17 +131,23 @@ def resolve_out_of_core(
             con.execute(f"set memory_limit = '{memory_limit}'")
         if threads:
             con.execute(f"set threads = {int(threads)}")
-        for table in OUTPUT_TABLES:
-            con.execute(f"drop table if exists {table}")
-        _load_normalized(con, observations, config, batch_rows)
-        lap("normalize")
-        type_rank, source_rank, hashes_apart = _translate_and_number(con, config)
-        lap("translate")
-        ints = _link_integers(con, type_rank, source_rank, hashes_apart)
-        lap("integers")
-        stats = _resolve_integers(con, ints, config, type_rank, source_rank, id_key, engine, lap)
-        for column in ("_row", "_rh", "_oh"):
-            con.execute(f"alter table observations drop column {column}")
+        try:
+            for table in OUTPUT_TABLES:
+                con.execute(f"drop table if exists {table}")
+            _load_normalized(con, observations, config, batch_rows)
+            lap("normalize")
+            type_rank, source_rank, hashes_apart = _translate_and_number(con, config)
+            lap("translate")
+            ints = _link_integers(con, type_rank, source_rank, hashes_apart)
+            lap("integers")
+            stats = _resolve_integers(con, ints, config, type_rank, source_rank, id_key, engine, lap)
+            for column in ("_row", "_rh", "_oh"):
+                con.execute(f"alter table observations drop column {column}")
+        except BaseException:
+            # no half-made tables for anyone to read: a failed run leaves none of the output tables
+            for table in OUTPUT_TABLES:
+                con.execute(f"drop table if exists {table}")
+            raise
         con.execute("checkpoint")
         lap("outputs")
     return OutOfCoreResult(database=str(database), stats=stats, timings=lap.seconds, peak_mb=lap.peak_mb)
@@ -168,9 +182,14 @@ def _load_normalized(con, observations, config: IdentityConfig, batch_rows: int)
             con.unregister("_batch")
 
 
-def _next_normalized(batches: Iterator[pl.DataFrame], config: IdentityConfig) -> pl.DataFrame | None:
-    batch = next(batches, None)
-    return None if batch is None else normalize_observations(batch, config)
+def _next_normalized(batches: Iterator[tuple[str, pl.DataFrame]], config: IdentityConfig) -> pl.DataFrame | None:
+    where, batch = next(batches, (None, None))
+    if batch is None:
+        return None
+    try:
+        return normalize_observations(batch, config)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from error
 
 
 def _translate_and_number(con, config: IdentityConfig) -> tuple[dict[str, int], dict[str, int], bool]:

@@ -94,3 +94,18 @@ def test_joins_on_the_strings_when_hashes_could_collide(tmp_path, monkeypatch):
     observations = frame([row for graph in range(200) for row in random_graph(rng, graph)])
     result = outofcore.resolve_out_of_core(observations, tmp_path / "oneid.duckdb", config, batch_rows=500)
     _assert_same(resolve(observations, config), tmp_path / "oneid.duckdb", result.stats)
+
+
+def test_bad_input_names_the_file_and_rows_and_leaves_no_tables(tmp_path):
+    good = frame([("crm", "c1", "phone", "", "13912345678", None, None)] * 5)
+    bad = good.with_columns(strength=pl.lit("sometimes"))
+    good.write_parquet(tmp_path / "a.parquet")
+    bad.write_parquet(tmp_path / "b.parquet")
+    database = tmp_path / "oneid.duckdb"
+    resolve_out_of_core(good, database)  # tables from an earlier run
+    with pytest.raises(ValueError, match=r"b\.parquet rows 1-3: strength must be strong or weak"):
+        resolve_out_of_core(str(tmp_path / "*.parquet"), database, batch_rows=3)
+    with duckdb.connect(str(database), read_only=True) as con:
+        assert con.execute("select count(*) from information_schema.tables").fetchall() == [(0,)]
+    with pytest.raises(FileNotFoundError, match="no Parquet files match"):
+        resolve_out_of_core(str(tmp_path / "missing-*.parquet"), database)
