@@ -205,7 +205,7 @@ def _translate_and_number(con, config: IdentityConfig) -> tuple[dict[str, int], 
     hash_types = [row[0] for row in con.execute(
         f"select distinct id_type from observations where usable and id_type in {_sql_list(HASH_TYPES)}"
     ).fetchall()]
-    con.execute(f"create temp table translated (_row bigint, link_value varchar)")
+    con.execute("create temp table translated (_row bigint, link_value varchar)")
     if hash_types:
         lengths = sorted({_DIGEST_FUNCTIONS[name][0] for name in hash_types})
         con.execute(f"""

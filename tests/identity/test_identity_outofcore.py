@@ -109,3 +109,15 @@ def test_bad_input_names_the_file_and_rows_and_leaves_no_tables(tmp_path):
         assert con.execute("select count(*) from information_schema.tables").fetchall() == [(0,)]
     with pytest.raises(FileNotFoundError, match="no Parquet files match"):
         resolve_out_of_core(str(tmp_path / "missing-*.parquet"), database)
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [[("orders", "o1", "phone", "", "13800138000", None, None), ("orders", "o2", "phone", "", "-", None, None)], []],
+    ids=["nothing-usable", "empty"],
+)
+def test_nothing_to_link(tmp_path, rows):
+    observations = frame(rows)
+    result = resolve_out_of_core(observations, tmp_path / "oneid.duckdb")
+    _assert_same(resolve(observations), tmp_path / "oneid.duckdb", result.stats)
+    assert result.stats["users"] == len(rows)  # a record whose identifiers were all unusable is a user of its own
