@@ -71,7 +71,7 @@ METHODS = (
     "networkx",
 )
 # DuckDB's memory limit in the out-of-core method: what it holds beyond this it spills to disk. The integers the
-# method keeps in memory come on top (about 50 bytes per observation).
+# method keeps in memory come on top (six 8-byte integers per usable observation, and the sorts' working copies).
 OUTOFCORE_DUCKDB_MEMORY = os.environ.get("ONEID_BENCH_DUCKDB_MEMORY", "6GB")
 
 
@@ -607,8 +607,8 @@ def main() -> int:
                     if "phases" in r:
                         print("               phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in r["phases"].items()))
                     if "peaks" in r:
-                        peaks = ", ".join(f"{k} {v / 1024:.1f}" for k, v in r["peaks"].items())
-                        print(f"               peak memory so far after each phase (GB): {peaks}")
+                        peaks = ", ".join(f"{k} {v:,.0f}" for k, v in r["peaks"].items())
+                        print(f"               peak MB so far after each phase: {peaks}")
                 summary = _goal_summary(seconds)
                 if summary:
                     print(f"  {summary}")

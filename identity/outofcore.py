@@ -138,9 +138,16 @@ def resolve_out_of_core(
             lap("normalize")
             type_rank, source_rank, hashes_apart = _translate_and_number(con, config)
             lap("translate")
-            ints = _link_integers(con, type_rank, source_rank, hashes_apart)
+            # handed over in a list, so that no reference stays here: _resolve_integers lets go of each array
+            # as soon as it has what it needs of it
+            ints = [_link_integers(con, type_rank, source_rank, hashes_apart)]
             lap("integers")
-            stats = _resolve_integers(con, ints, config, type_rank, source_rank, id_key, engine, lap)
+            # DuckDB is idle while numpy works: with a low limit meanwhile it gives back the memory it holds
+            (duckdb_memory,) = con.execute("select current_setting('memory_limit')").fetchall()[0]
+            con.execute(f"set memory_limit = '{IDLE_DUCKDB_MEMORY}'")
+            outcome = _resolve_integers(con, ints.pop(), config, type_rank, source_rank, engine, lap)
+            con.execute(f"set memory_limit = '{duckdb_memory}'")
+            stats = _write_outputs(con, outcome, id_key)
             for column in ("_row", "_rh", "_oh"):
                 con.execute(f"alter table observations drop column {column}")
         except BaseException:
@@ -202,9 +209,9 @@ def _translate_and_number(con, config: IdentityConfig) -> tuple[dict[str, int], 
         select source, record_id, _rh, (row_number() over (order by source, record_id) - 1)::bigint as rid
         from (select distinct source, record_id, _rh from observations)
     """)
-    hash_types = [row[0] for row in con.execute(
-        f"select distinct id_type from observations where usable and id_type in {_sql_list(HASH_TYPES)}"
-    ).fetchall()]
+    # every id_type, and whether any of its rows is usable, in one scan
+    type_usable = dict(con.execute("select id_type, bool_or(usable) from observations group by 1").fetchall())
+    hash_types = [name for name in HASH_TYPES if type_usable.get(name)]
     con.execute("create temp table translated (_row bigint, link_value varchar)")
     if hash_types:
         lengths = sorted({_DIGEST_FUNCTIONS[name][0] for name in hash_types})
@@ -250,7 +257,7 @@ def _translate_and_number(con, config: IdentityConfig) -> tuple[dict[str, int], 
         select (select count(*) = count(distinct _rh) from {w}.records),
                (select count(*) = count(distinct _oh) from {w}.observed)
     """).fetchall()
-    types = [row[0] for row in con.execute("select distinct id_type from observations").fetchall()]
+    types = list(type_usable)
     sources = [row[0] for row in con.execute(f"select distinct source from {w}.records").fetchall()]
     type_rank = priority_ranks(config.id_type_priority, types + (["phone"] if hash_types else []))
     source_rank = priority_ranks(config.source_priority, sources)
@@ -336,10 +343,34 @@ def _register(con, name: str, columns: dict[str, np.ndarray]) -> None:
     con.unregister("_arrays")
 
 
-def _resolve_integers(con, links: _Links, config, type_rank, source_rank, id_key, engine, lap) -> dict:
+@dataclass
+class _Outcome:
+    """What the output tables need of the resolution, as integers: users (anchored ones first, then the bare
+    records), each record's and each kept observed key's user, and the refused links in link order."""
+
+    n_records: int
+    n_links: int
+    n_identities: int
+    class_types: list[str]
+    anchor_okey: np.ndarray  # per anchored user: the observed key of its anchor
+    anchor_time: np.ndarray
+    anchored_identities: np.ndarray
+    bare_records: np.ndarray  # per bare user: its record
+    sizes: np.ndarray  # per user: its records
+    record_user: np.ndarray
+    kept_observed: np.ndarray  # per kept observed key (in text order): its number in `observed`
+    observed_user: np.ndarray
+    refused: np.ndarray  # positions in link order
+    refused_rid: np.ndarray
+    refused_okey: np.ndarray
+    refused_user: np.ndarray
+    refused_conflicting: np.ndarray
+    refused_class: np.ndarray
+
+
+def _resolve_integers(con, links: _Links, config, type_rank, source_rank, engine, lap) -> _Outcome:
+    """Shared values, link order, greedy union and anchors, on integers only."""
     w = _WORK
-    (duckdb_memory,) = con.execute("select current_setting('memory_limit')").fetchall()[0]
-    con.execute(f"set memory_limit = '{IDLE_DUCKDB_MEMORY}'")
     # The link keys are the observed keys some link stands for, made dense in the same (text) order
     n_observed_keys = int(links.okey.max()) + 1 if len(links.okey) else 0
     is_link_key = np.zeros(n_observed_keys, dtype=bool)
@@ -424,17 +455,41 @@ def _resolve_integers(con, links: _Links, config, type_rank, source_rank, id_key
     refused_user, refused_conflicting = record_user[refused_rid], user_of_root[node_root[refused_iid]]
     del roots, record_root, node_root, user_of_root, observed_iid
     sizes = np.bincount(record_user, minlength=n_users)
-    anchored_identities = identities_of_root[anchored_roots]
-    del identities_of_root
-    con.execute(f"set memory_limit = '{duckdb_memory}'")
-    none = np.full(len(bare_records), -1, dtype=np.int64)
+    return _Outcome(
+        n_records=n_records,
+        n_links=n_links,
+        n_identities=n_identities,
+        class_types=class_types,
+        anchor_okey=anchor_okey,
+        anchor_time=anchor_time,
+        anchored_identities=identities_of_root[anchored_roots],
+        bare_records=bare_records,
+        sizes=sizes,
+        record_user=record_user,
+        kept_observed=kept_observed,
+        observed_user=observed_user,
+        refused=refused,
+        refused_rid=refused_rid,
+        refused_okey=kept_observed[refused_oid],
+        refused_user=refused_user,
+        refused_conflicting=refused_conflicting,
+        refused_class=refused_class,
+    )
+
+
+def _write_outputs(con, out: _Outcome, id_key: bytes | None) -> dict:
+    """The output tables from the integers and the strings in DuckDB; returns the stats."""
+    w = _WORK
+    n_anchored, n_bare = len(out.anchor_okey), len(out.bare_records)
+    n_users = n_anchored + n_bare
+    none = np.full(n_bare, -1, dtype=np.int64)
     _register(con, "user_rows", {
         "u": np.arange(n_users, dtype=np.int64),
-        "okey": np.concatenate([anchor_okey, none]),
-        "rid": np.concatenate([np.full(len(anchored_roots), -1, dtype=np.int64), bare_records]),
-        "first_time": np.concatenate([anchor_time, np.full(len(bare_records), _NULL_TIME)]),
-        "identities": np.concatenate([anchored_identities, np.zeros(len(bare_records), np.int64)]),
-        "records": sizes,
+        "okey": np.concatenate([out.anchor_okey, none]),
+        "rid": np.concatenate([np.full(n_anchored, -1, dtype=np.int64), out.bare_records]),
+        "first_time": np.concatenate([out.anchor_time, np.full(n_bare, _NULL_TIME)]),
+        "identities": np.concatenate([out.anchored_identities, np.zeros(n_bare, np.int64)]),
+        "records": out.sizes,
     })
     expression, params = keyed_hash_sql(id_key, "anchor")
     con.execute(f"""
@@ -457,16 +512,16 @@ def _resolve_integers(con, links: _Links, config, type_rank, source_rank, id_key
         create table users as
         select user_id, anchor, first_seen, identities, records from {w}.work_users order by user_id
     """)
-    _register(con, "record_user", {"rid": np.arange(n_records, dtype=np.int64), "u": record_user})
+    _register(con, "record_user", {"rid": np.arange(out.n_records, dtype=np.int64), "u": out.record_user})
     con.execute(f"""
         create table record_map as
         select r.source, r.record_id, x.user_id from {w}.records r
         join {w}.record_user ru on ru.rid = r.rid join {w}.work_users x on x.u = ru.u
         order by r.rid
     """)
-    _register(
-        con, "observed_user", {"oid": np.arange(n_observed, dtype=np.int64), "k": kept_observed, "u": observed_user}
-    )
+    _register(con, "observed_user", {
+        "oid": np.arange(len(out.kept_observed), dtype=np.int64), "k": out.kept_observed, "u": out.observed_user
+    })
     con.execute(f"""
         create table id_map as
         select o.id_type, o.scope, o.id_value, x.user_id from {w}.observed_user ou
@@ -474,13 +529,14 @@ def _resolve_integers(con, links: _Links, config, type_rank, source_rank, id_key
         order by ou.oid
     """)
     _register(con, "refused", {
-        "n": refused,
-        "rid": refused_rid,
-        "k": kept_observed[refused_oid],
-        "u": refused_user,
-        "cu": refused_conflicting,
-        "class": refused_class,
+        "n": out.refused,
+        "rid": out.refused_rid,
+        "k": out.refused_okey,
+        "u": out.refused_user,
+        "cu": out.refused_conflicting,
+        "class": out.refused_class,
     })
+    class_types = out.class_types
     con.register("_class_types", pl.DataFrame({"class": np.arange(len(class_types)), "link_type": class_types},
                                               schema={"class": pl.Int64, "link_type": pl.String}).to_arrow())
     con.execute(f"""
@@ -504,8 +560,9 @@ def _resolve_integers(con, links: _Links, config, type_rank, source_rank, id_key
         group by all
         order by id_type nulls first, scope nulls first, id_value nulls first, reason nulls first
     """)
-    histogram = np.bincount(anchored_identities[sizes[: len(anchored_roots)] > 0])
-    bare_with_records = int((sizes[len(anchored_roots):] > 0).sum())
+    sizes = out.sizes
+    histogram = np.bincount(out.anchored_identities[sizes[:n_anchored] > 0])
+    bare_with_records = int((sizes[n_anchored:] > 0).sum())
     by_identities = {int(k): int(v) for k, v in enumerate(histogram) if v}
     if bare_with_records:
         by_identities = {0: bare_with_records, **by_identities}
@@ -513,13 +570,13 @@ def _resolve_integers(con, links: _Links, config, type_rank, source_rank, id_key
         "select count(*) filter (reason <> 'shared'), count(*) filter (reason = 'shared') from blocked_values"
     ).fetchall()
     return {
-        "records": n_records,
-        "links": n_links,
-        "identities": n_identities,
+        "records": out.n_records,
+        "links": out.n_links,
+        "identities": out.n_identities,
         "users": int((sizes > 0).sum()),
         "largest_user_size": int(sizes.max()) if len(sizes) else 0,
         "users_by_identity_count": by_identities,
-        "links_rejected": len(refused),
+        "links_rejected": len(out.refused),
         "values_blocked": int(values_blocked),
         "values_shared": int(values_shared),
     }
