@@ -30,6 +30,8 @@ from identity.normalize import BLOCK_REASONS, OUTPUT_COLUMNS, normalize_observat
 from identity.privacy import keyed_hash_sql
 from identity.resolution import (
     _NULL_TIME,
+    USERS_SCHEMA,
+    _as_time,
     HASH_TYPES,
     PhaseClock,
     _link_order,
@@ -38,6 +40,7 @@ from identity.resolution import (
     root_anchors,
     shared_link_keys,
     unique_classes,
+    user_id_order,
     without_shared,
 )
 
@@ -136,11 +139,11 @@ def resolve_out_of_core(
                 con.execute(f"drop table if exists {table}")
             _load_normalized(con, observations, config, batch_rows)
             lap("normalize")
-            type_rank, source_rank, hashes_apart = _translate_and_number(con, config)
+            type_rank, source_rank = _translate_and_number(con, config)
             lap("translate")
             # handed over in a list, so that no reference stays here: _resolve_integers lets go of each array
             # as soon as it has what it needs of it
-            ints = [_link_integers(con, type_rank, source_rank, hashes_apart)]
+            ints = [_link_integers(con, type_rank, source_rank)]
             lap("integers")
             # DuckDB is idle while numpy works: with a low limit meanwhile it gives back the memory it holds
             (duckdb_memory,) = con.execute("select current_setting('memory_limit')").fetchall()[0]
@@ -199,15 +202,18 @@ def _next_normalized(batches: Iterator[tuple[str, pl.DataFrame]], config: Identi
         raise ValueError(f"{where}: {error}") from error
 
 
-def _translate_and_number(con, config: IdentityConfig) -> tuple[dict[str, int], dict[str, int], bool]:
+def _translate_and_number(con, config: IdentityConfig) -> tuple[dict[str, int], dict[str, int]]:
     """Hashed phones translated (`_WORK.translated`: row, phone; the rows' reasons updated in `observations`),
     then records and the observed keys of usable rows numbered 0..n-1 in text order. Returns the type and
-    source priority ranks, as `resolve` makes them, and whether the hashes tell all records and keys apart."""
+    source priority ranks, as `resolve` makes them.
+
+    The numbers are the tables' `rowid`s: each table is stored sorted, and a table stored in a query's order
+    numbers its rows in that order. A sort alone is cheaper than a window's `row_number()` (9.3 s against 11.8
+    at 30M observed keys), and the output tables can then be laid beside these positionally, without joins."""
     w = _WORK
-    con.execute(f"""
+    con.execute("""
         create temp table records as
-        select source, record_id, _rh, (row_number() over (order by source, record_id) - 1)::bigint as rid
-        from (select distinct source, record_id, _rh from observations)
+        select distinct source, record_id, _rh from observations order by source, record_id
     """)
     # every id_type, and whether any of its rows is usable, in one scan
     type_usable = dict(con.execute("select id_type, bool_or(usable) from observations group by 1").fetchall())
@@ -248,15 +254,10 @@ def _translate_and_number(con, config: IdentityConfig) -> tuple[dict[str, int], 
     # A link key differs from its observed key only for a translated hash: its link key (phone, '', p) is the
     # observed key of the plain phone p, which is usable whenever the translated row still is. So the observed
     # keys, numbered once, number the link keys too.
-    con.execute(f"""
+    con.execute("""
         create temp table observed as
-        select id_type, scope, id_value, _oh, (row_number() over (order by id_type, scope, id_value) - 1)::bigint as k
-        from (select distinct id_type, scope, id_value, _oh from observations where usable)
+        select distinct id_type, scope, id_value, _oh from observations where usable order by id_type, scope, id_value
     """)
-    ((records_apart, keys_apart),) = con.execute(f"""
-        select (select count(*) = count(distinct _rh) from {w}.records),
-               (select count(*) = count(distinct _oh) from {w}.observed)
-    """).fetchall()
     types = list(type_usable)
     sources = [row[0] for row in con.execute(f"select distinct source from {w}.records").fetchall()]
     type_rank = priority_ranks(config.id_type_priority, types + (["phone"] if hash_types else []))
@@ -267,7 +268,7 @@ def _translate_and_number(con, config: IdentityConfig) -> tuple[dict[str, int], 
         con.register("_ranks", frame.to_arrow())
         con.execute(f"create temp table {table} as select * from _ranks")
         con.unregister("_ranks")
-    return type_rank, source_rank, bool(records_apart and keys_apart)
+    return type_rank, source_rank
 
 
 @dataclass
@@ -288,10 +289,10 @@ class _Links:
 _LINK_COLUMNS = ("rid", "okey", "lkey", "prefix", "time", "row")
 
 
-def link_join_conditions(hashes_apart: bool) -> tuple[str, str]:
-    """The join of an observation `o` to its record `r` and to its observed key `ok`: on the 64-bit hashes when
-    no two distinct records (keys) share one, else on the strings themselves."""
-    if hashes_apart:
+def link_join_conditions(on_hashes: bool) -> tuple[str, str]:
+    """The join of an observation `o` to its record `r` and to its observed key `ok`: on their 64-bit hashes, or
+    on the strings themselves."""
+    if on_hashes:
         return "r._rh = o._rh", "ok._oh = o._oh"
     return (
         "r.source = o.source and r.record_id = o.record_id",
@@ -299,20 +300,37 @@ def link_join_conditions(hashes_apart: bool) -> tuple[str, str]:
     )
 
 
-def _link_integers(con, type_rank: dict[str, int], source_rank: dict[str, int], hashes_apart: bool) -> _Links:
+def _link_integers(con, type_rank: dict[str, int], source_rank: dict[str, int]) -> _Links:
     """Streams the integers of every usable observation out of DuckDB into preallocated arrays, so that neither
-    side holds a second copy of them all."""
+    side holds a second copy of them all.
+
+    Joined on the hashes first: every usable row meets its own record and key, so a row more than there are
+    usable rows means two distinct records (or keys) share a hash, and the join starts over on the strings.
+    Counting the distinct hashes up front instead took 8.1 s at 100M links."""
     w = _WORK
     (count,) = con.execute("select count(*) from observations where usable").fetchall()[0]
     arrays = {name: np.empty(count, dtype=np.int64) for name in _LINK_COLUMNS}
     con.execute(f"""
         create temp table translated_keys as
-        select t._row, ok.k from {w}.translated t
+        select t._row, ok.rowid as k from {w}.translated t
         join {w}.observed ok on ok.id_type = 'phone' and ok.scope = '' and ok.id_value = t.link_value
     """)
-    on_record, on_key = link_join_conditions(hashes_apart)
+    for on_hashes in (True, False):
+        if _stream_link_integers(con, type_rank, source_rank, link_join_conditions(on_hashes), arrays, count):
+            break
+    else:
+        raise RuntimeError(f"expected {count} link rows from DuckDB, got more joining on the strings")
+    (n_records,) = con.execute(f"select count(*) from {w}.records").fetchall()[0]
+    return _Links(**arrays, n_records=n_records)
+
+
+def _stream_link_integers(con, type_rank, source_rank, conditions: tuple[str, str], arrays, count: int) -> bool:
+    """Fills `arrays` with the link integers joined on `conditions`; False as soon as the join gives more than
+    `count` rows."""
+    w = _WORK
+    on_record, on_key = conditions
     reader = con.sql(f"""
-        select r.rid, ok.k as okey, coalesce(tk.k, ok.k) as lkey,
+        select r.rowid as rid, ok.rowid as okey, coalesce(tk.k, ok.rowid) as lkey,
                ((case when o.strength = 'weak' then 1 else 0 end) * {len(type_rank)} + tp.priority)
                    * {len(source_rank)} + sp.priority as prefix,
                coalesce(epoch_us(o.observed_at), {_NULL_TIME}) as time, o._row as row
@@ -327,13 +345,24 @@ def _link_integers(con, type_rank: dict[str, int], source_rank: dict[str, int], 
     at = 0
     for batch in reader:
         n = batch.num_rows
+        if at + n > count:
+            reader.close()
+            return False
         for name in _LINK_COLUMNS:
             arrays[name][at : at + n] = batch.column(name).to_numpy()
         at += n
     if at != count:
         raise RuntimeError(f"expected {count} link rows from DuckDB, got {at}")
-    (n_records,) = con.execute(f"select count(*) from {w}.records").fetchall()[0]
-    return _Links(**arrays, n_records=n_records)
+    return True
+
+
+def _create_from_frame(con, table: str, frame: pl.DataFrame, query: str = "select * from _frame") -> None:
+    """The table `table` made by `query` from the frame, which the query sees as `_frame`."""
+    con.register("_frame", frame.to_arrow())
+    try:
+        con.execute(f"create table {table} as {query}")
+    finally:
+        con.unregister("_frame")
 
 
 def _register(con, name: str, columns: dict[str, np.ndarray]) -> None:
@@ -380,7 +409,7 @@ def _resolve_integers(con, links: _Links, config, type_rank, source_rank, engine
     del is_link_key
     # per observed key (numbered in text order, so each (id_type, scope) is one run of keys): type rank and class
     runs = con.execute(
-        f"select id_type, scope, min(k), count(*) from {w}.observed group by 1, 2 order by 3"
+        f"select id_type, scope, min(rowid), count(*) from {w}.observed group by 1, 2 order by 3"
     ).fetchall()
     class_of = unique_classes([(kind, scope) for kind, scope, _, _ in runs], type_rank, config.unique_types)
     lengths = [length for *_, length in runs]
@@ -412,17 +441,25 @@ def _resolve_integers(con, links: _Links, config, type_rank, source_rank, engine
     del links, kept
     lap("shared")
 
-    first_time = np.full(n_identities, _NULL_TIME, dtype=np.int64)
-    np.minimum.at(first_time, iid, link_time)
-    observed_iid = np.empty(n_observed, dtype=np.int64)
-    observed_iid[oid] = iid
-    # handed over without a reference kept here, so that _link_order can let them go once it has its sort keys
-    keys = {"prefix": prefix, "time": link_time}
-    del prefix, link_time
-    link_rows = _link_order(
-        keys.pop("prefix"), 2 * len(type_rank) * len(source_rank), keys.pop("time"), rid, oid, iid, n_records,
-        n_observed, n_identities,
-    )
+    # the link order (polars' sorts, which let go of the GIL) in a second thread while this one works out each
+    # identity's first time and each observed key's identity, as resolve does
+    n_prefixes = 2 * len(type_rank) * len(source_rank)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # prefix and times are handed over in a list the thread empties (arguments of `submit` would be held to
+        # the end), so that _link_order can let them go once it has its sort keys
+        ordering = pool.submit(
+            lambda handed: _link_order(
+                handed.pop(0), n_prefixes, handed.pop(), rid, oid, iid, n_records, n_observed, n_identities
+            ),
+            [prefix, link_time],
+        )
+        del prefix
+        first_time = np.full(n_identities, _NULL_TIME, dtype=np.int64)
+        np.minimum.at(first_time, iid, link_time)
+        del link_time
+        observed_iid = np.empty(n_observed, dtype=np.int64)
+        observed_iid[oid] = iid
+        link_rows = ordering.result()
     link_rid, link_oid, link_iid = rid[link_rows], oid[link_rows], iid[link_rows]
     del rid, oid, iid, link_rows
     node_class = np.full(n_records + n_identities, -1, dtype=np.int64)
@@ -478,7 +515,13 @@ def _resolve_integers(con, links: _Links, config, type_rank, source_rank, engine
 
 
 def _write_outputs(con, out: _Outcome, id_key: bytes | None) -> dict:
-    """The output tables from the integers and the strings in DuckDB; returns the stats."""
+    """The output tables from the integers and the strings in DuckDB; returns the stats.
+
+    The user ids are computed in DuckDB (its sha256 runs on every core) and fetched, one per user (17M at 100M
+    links); each record's and identity's id is then gathered by number in polars and laid beside `records` and
+    `observed`, stored in number order, by a positional join. At 100M links record_map and id_map took 25.6 and
+    33.3 s so, against 37.4 and 39.8 s joined on the numbers and sorted back into order; most of what is left is
+    DuckDB compressing the strings it writes."""
     w = _WORK
     n_anchored, n_bare = len(out.anchor_okey), len(out.bare_records)
     n_users = n_anchored + n_bare
@@ -487,69 +530,51 @@ def _write_outputs(con, out: _Outcome, id_key: bytes | None) -> dict:
         "u": np.arange(n_users, dtype=np.int64),
         "okey": np.concatenate([out.anchor_okey, none]),
         "rid": np.concatenate([np.full(n_anchored, -1, dtype=np.int64), out.bare_records]),
-        "first_time": np.concatenate([out.anchor_time, np.full(n_bare, _NULL_TIME)]),
-        "identities": np.concatenate([out.anchored_identities, np.zeros(n_bare, np.int64)]),
-        "records": out.sizes,
     })
     expression, params = keyed_hash_sql(id_key, "anchor")
-    con.execute(f"""
-        create temp table work_users as
-        select u, 'u_' || substr({expression}, 1, 16) as user_id, anchor, first_seen, identities, records
+    users = con.sql(f"""
+        select 'u_' || substr({expression}, 1, 16) as user_id, anchor
         from (
             select u.u, coalesce(ok.id_type || chr(9) || ok.scope || chr(9) || ok.id_value,
-                                 r.source || '/' || r.record_id) as anchor,
-                   case when u.first_time <> {_NULL_TIME} then make_timestamp(u.first_time) end as first_seen,
-                   u.identities, u.records
+                                 r.source || '/' || r.record_id) as anchor
             from {w}.user_rows u
-            left join {w}.observed ok on ok.k = u.okey
-            left join {w}.records r on r.rid = u.rid
+            left join {w}.observed ok on ok.rowid = u.okey
+            left join {w}.records r on r.rowid = u.rid
         )
-    """, params or None)
-    (duplicates,) = con.execute(f"select count(*) - count(distinct user_id) from {w}.work_users").fetchall()[0]
-    if duplicates:
-        raise RuntimeError("two clusters hash to one user_id; 64-bit ids should make this practically impossible")
-    con.execute(f"""
-        create table users as
-        select user_id, anchor, first_seen, identities, records from {w}.work_users order by user_id
-    """)
-    _register(con, "record_user", {"rid": np.arange(out.n_records, dtype=np.int64), "u": out.record_user})
-    con.execute(f"""
-        create table record_map as
-        select r.source, r.record_id, x.user_id from {w}.records r
-        join {w}.record_user ru on ru.rid = r.rid join {w}.work_users x on x.u = ru.u
-        order by r.rid
-    """)
-    _register(con, "observed_user", {
-        "oid": np.arange(len(out.kept_observed), dtype=np.int64), "k": out.kept_observed, "u": out.observed_user
-    })
-    con.execute(f"""
-        create table id_map as
-        select o.id_type, o.scope, o.id_value, x.user_id from {w}.observed_user ou
-        join {w}.observed o on o.k = ou.k join {w}.work_users x on x.u = ou.u
-        order by ou.oid
-    """)
-    _register(con, "refused", {
+        order by u
+    """, params=params or None).pl().rechunk()
+    con.execute(f"drop table {w}.user_rows")
+    user_ids = users["user_id"]
+    by_id = user_id_order(user_ids)
+    _create_from_frame(con, "users", users.with_columns(
+        first_seen=_as_time(np.concatenate([out.anchor_time, np.full(n_bare, _NULL_TIME)])),
+        identities=pl.Series(np.concatenate([out.anchored_identities, np.zeros(n_bare, np.int64)])),
+        records=pl.Series(out.sizes),
+    )[by_id].select(list(USERS_SCHEMA)).cast(USERS_SCHEMA))
+    del users, by_id
+    _create_from_frame(con, "record_map", pl.DataFrame({"user_id": user_ids.gather(out.record_user)}),
+                       f"select r.source, r.record_id, x.user_id from {w}.records r positional join _frame x")
+    # a kept observed key's user; null for the keys that were shared (which are not in id_map)
+    (n_observed,) = con.execute(f"select count(*) from {w}.observed").fetchall()[0]
+    user_of_key = pl.Series(np.full(n_observed, -1, dtype=np.int64)).scatter(out.kept_observed, out.observed_user)
+    _create_from_frame(
+        con, "id_map", pl.DataFrame({"user_id": user_ids.gather(user_of_key.set(user_of_key < 0, None))}),
+        f"""select o.id_type, o.scope, o.id_value, x.user_id from {w}.observed o positional join _frame x
+            where x.user_id is not null""",
+    )
+    del user_of_key
+    _create_from_frame(con, "rejected_links", pl.DataFrame({
         "n": out.refused,
         "rid": out.refused_rid,
         "k": out.refused_okey,
-        "u": out.refused_user,
-        "cu": out.refused_conflicting,
-        "class": out.refused_class,
-    })
-    class_types = out.class_types
-    con.register("_class_types", pl.DataFrame({"class": np.arange(len(class_types)), "link_type": class_types},
-                                              schema={"class": pl.Int64, "link_type": pl.String}).to_arrow())
-    con.execute(f"""
-        create table rejected_links as
-        select r.source, r.record_id, o.id_type, o.scope, o.id_value, ru.user_id,
-               cu.user_id as conflicting_user_id, 'unique_conflict:' || c.link_type as reason
-        from {w}.refused x
-        join {w}.records r on r.rid = x.rid join {w}.observed o on o.k = x.k
-        join {w}.work_users ru on ru.u = x.u join {w}.work_users cu on cu.u = x.cu
-        join _class_types c on c.class = x.class
+        "user_id": user_ids.gather(out.refused_user),
+        "conflicting_user_id": user_ids.gather(out.refused_conflicting),
+        "reason": "unique_conflict:" + pl.Series(out.class_types, dtype=pl.String).gather(out.refused_class),
+    }), f"""
+        select r.source, r.record_id, o.id_type, o.scope, o.id_value, x.user_id, x.conflicting_user_id, x.reason
+        from _frame x join {w}.records r on r.rowid = x.rid join {w}.observed o on o.rowid = x.k
         order by x.n
     """)
-    con.unregister("_class_types")
     con.execute(f"""
         create table blocked_values as
         select id_type, scope, id_value, unusable_reason as reason, count(*)::bigint as records

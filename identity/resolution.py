@@ -209,6 +209,16 @@ def user_ids_for(anchors: "pl.Series | list[str]", key: bytes | None = None) -> 
     return ("u_" + digests.str.slice(0, 16)).alias("user_id")
 
 
+def user_id_order(user_ids: pl.Series) -> np.ndarray:
+    """The positions of `user_ids` (of `user_ids_for`) in text order; raises if two are equal."""
+    # "u_" + 16 hex digits: text order is the order of the 64-bit number, parsed in one piece and sorted as such
+    id_number = user_ids.str.slice(2, 16).str.to_integer(base=16, dtype=pl.UInt64).to_numpy()
+    by_id = pl.Series(id_number).arg_sort().to_numpy()
+    if len(by_id) > 1 and (id_number[by_id[1:]] == id_number[by_id[:-1]]).any():
+        raise RuntimeError("two clusters hash to one user_id; 64-bit ids should make this practically impossible")
+    return by_id
+
+
 class PhaseClock:
     """Called with a phase's name at its end: `seconds` per phase, and `peak_mb`, the process's peak resident
     memory so far (MB) at the end of each, which tells in which phase the peak was reached."""
@@ -914,11 +924,7 @@ def resolve(
     )
     users = pl.concat([anchored, bare.cast(anchored.schema)])
     user_ids = user_ids_for(users["anchor"], id_key)
-    # "u_" + 16 hex digits: text order is the order of the 64-bit number, parsed in one piece and sorted as such
-    id_number = user_ids.str.slice(2, 16).str.to_integer(base=16, dtype=pl.UInt64).to_numpy()
-    by_id = pl.Series(id_number).arg_sort().to_numpy()
-    if len(by_id) > 1 and (id_number[by_id[1:]] == id_number[by_id[:-1]]).any():
-        raise RuntimeError("two clusters hash to one user_id; 64-bit ids should make this practically impossible")
+    by_id = user_id_order(user_ids)
     user_of_root = np.full(n_nodes, -1, dtype=np.int64)
     user_of_root[users["root"].to_numpy()] = np.arange(users.height, dtype=np.int64)
     record_user = user_of_root[record_root]
