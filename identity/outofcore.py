@@ -240,13 +240,16 @@ def _translate_and_number(con, config: IdentityConfig) -> tuple[dict[str, int], 
             select o._row, d.phone from observations o join {w}.digest_phone d on o.id_value = d.digest
             where o.usable and o.id_type in {_sql_list(HASH_TYPES)}
         """)
-        # the hash of a blocked phone is as blocked as the phone (a phone's reason depends on its value only)
+        # the hash of a blocked phone is as blocked as the phone (a phone's reason depends on its value only);
+        # only those rows are updated, the others stay usable as they are
         con.execute(f"""
-            update observations set unusable_reason = r.reason, usable = r.reason is null
+            update observations set unusable_reason = r.reason, usable = false
             from (
-                select t._row, p.reason from {w}.translated t left join (
+                select t._row, p.reason from {w}.translated t join (
                     select id_value, min(unusable_reason) as reason from observations
-                    where id_type = 'phone' and id_value in (select phone from {w}.digest_phone) group by 1
+                    where id_type = 'phone' and unusable_reason is not null
+                      and id_value in (select phone from {w}.digest_phone)
+                    group by 1
                 ) p on p.id_value = t.link_value
             ) r
             where observations._row = r._row
