@@ -444,25 +444,19 @@ def _resolve_integers(con, links: _Links, config, type_rank, source_rank, engine
     del links, kept
     lap("shared")
 
-    # the link order (polars' sorts, which let go of the GIL) in a second thread while this one works out each
-    # identity's first time and each observed key's identity, as resolve does
-    n_prefixes = 2 * len(type_rank) * len(source_rank)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # prefix and times are handed over in a list the thread empties (arguments of `submit` would be held to
-        # the end), so that _link_order can let them go once it has its sort keys
-        ordering = pool.submit(
-            lambda handed: _link_order(
-                handed.pop(0), n_prefixes, handed.pop(), rid, oid, iid, n_records, n_observed, n_identities
-            ),
-            [prefix, link_time],
-        )
-        del prefix
-        first_time = np.full(n_identities, _NULL_TIME, dtype=np.int64)
-        np.minimum.at(first_time, iid, link_time)
-        del link_time
-        observed_iid = np.empty(n_observed, dtype=np.int64)
-        observed_iid[oid] = iid
-        link_rows = ordering.result()
+    first_time = np.full(n_identities, _NULL_TIME, dtype=np.int64)
+    np.minimum.at(first_time, iid, link_time)
+    observed_iid = np.empty(n_observed, dtype=np.int64)
+    observed_iid[oid] = iid
+    # handed over without a reference kept here, so that _link_order can let them go once it has its sort keys.
+    # (Working out the two arrays above in a second thread meanwhile gained nothing at 100M links: 36.2 s for
+    # this phase, against 35.3-37.1 s; polars' sort keeps both cores busy.)
+    keys = {"prefix": prefix, "time": link_time}
+    del prefix, link_time
+    link_rows = _link_order(
+        keys.pop("prefix"), 2 * len(type_rank) * len(source_rank), keys.pop("time"), rid, oid, iid, n_records,
+        n_observed, n_identities,
+    )
     link_rid, link_oid, link_iid = rid[link_rows], oid[link_rows], iid[link_rows]
     del rid, oid, iid, link_rows
     node_class = np.full(n_records + n_identities, -1, dtype=np.int64)
@@ -527,13 +521,14 @@ def _write_outputs(con, out: _Outcome, id_key: bytes | None) -> dict:
     DuckDB compressing the strings it writes."""
     w = _WORK
     n_anchored, n_bare = len(out.anchor_okey), len(out.bare_records)
-    n_users = n_anchored + n_bare
     none = np.full(n_bare, -1, dtype=np.int64)
     _register(con, "user_rows", {
-        "u": np.arange(n_users, dtype=np.int64),
+        "u": np.arange(n_anchored + n_bare, dtype=np.int64),
         "okey": np.concatenate([out.anchor_okey, none]),
         "rid": np.concatenate([np.full(n_anchored, -1, dtype=np.int64), out.bare_records]),
     })
+    # (Read positionally, each row marked with its user's number, the anchors took as long: 18.5 s at 100M links
+    # against 17.5 s joined.)
     expression, params = keyed_hash_sql(id_key, "anchor")
     users = con.sql(f"""
         select 'u_' || substr({expression}, 1, 16) as user_id, anchor
