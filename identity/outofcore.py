@@ -41,6 +41,7 @@ from identity.resolution import (
     shared_link_keys,
     unique_classes,
     user_id_order,
+    without_numpy_hugepages,
     without_shared,
 )
 
@@ -106,6 +107,7 @@ def _sql_list(values: Sequence[str]) -> str:
     return "(" + ", ".join("'" + value.replace("'", "''") + "'" for value in values) + ")"
 
 
+@without_numpy_hugepages
 def resolve_out_of_core(
     observations: pl.DataFrame | str | Path | Sequence[str | Path],
     database: str | Path,

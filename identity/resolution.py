@@ -10,6 +10,7 @@ the text order of their keys, so every later sort and join runs on integers and 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -217,6 +218,31 @@ def user_id_order(user_ids: pl.Series) -> np.ndarray:
     if len(by_id) > 1 and (id_number[by_id[1:]] == id_number[by_id[:-1]]).any():
         raise RuntimeError("two clusters hash to one user_id; 64-bit ids should make this practically impossible")
     return by_id
+
+
+def without_numpy_hugepages(function):
+    """Runs `function` with numpy's transparent huge pages off, and puts numpy's setting back after.
+
+    numpy asks Linux for huge pages (madvise) for every array of 4 MB or more. On this 2-core machine, after some
+    hours of large runs, that made the kernel's share of a run its largest part: `resolve` at 10M links took
+    22.0 and 22.3 s with them, 14.6 and 15.2 s without (alternating, 2026-12-07; 13.8 s with them earlier the same
+    session), and the out-of-core integers phase at 30M 18.5-20.0 s (17-18 s of it in the kernel) against 7.4-7.5
+    s. numpy's own switch is the NUMPY_MADVISE_HUGEPAGE environment variable, read once at import; this is its
+    runtime form (a no-op where numpy has none).
+    """
+    setter = getattr(getattr(getattr(np, "_core", None), "multiarray", None), "_set_madvise_hugepage", None)
+
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        if setter is None:
+            return function(*args, **kwargs)
+        previous = setter(False)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            setter(previous)
+
+    return run
 
 
 class PhaseClock:
@@ -734,6 +760,7 @@ def root_anchors(
     return anchored_roots, priority[best[anchored_roots]], identities_of_root
 
 
+@without_numpy_hugepages
 def resolve(
     observations: pl.DataFrame,
     config: IdentityConfig | None = None,

@@ -146,3 +146,4 @@ def test_tables_of_several_row_groups_on_two_threads(tmp_path):
     result = resolve_out_of_core(observations, tmp_path / "oneid.duckdb", threads=2, batch_rows=250_000)
     assert result.stats["records"] > 2 * 122_880 and result.stats["identities"] > 2 * 122_880
     _assert_same(resolve(observations), tmp_path / "oneid.duckdb", result.stats)
+
