@@ -3,11 +3,12 @@
 `resolve` holds every string of the observations in memory (1.0 GB of polars columns at 10M rows, so about 10 GB at
 100M before any work). Here DuckDB holds them instead, in a database file it can spill from, and does the string
 work as set operations: it normalizes nothing itself (each batch goes through `normalize_observations`, so the rules
-are the same code), but it translates hashed phones, numbers records and identity keys in text order, and joins the
-integers back to strings for the output tables. Only integers come into memory (per link: record, observed key, link
-key, priority, time), and on those the shared values, the link order, the greedy union and the anchors are computed
-by the same functions `resolve` uses. The result equals `resolve`'s, table for table (tested on random graphs);
-there is no state, no incremental hints and no links table here.
+are the same code), but it translates hashed phones, numbers records and identity keys in text order, and lays the
+users' ids beside those strings for the output tables. Only integers come into memory (per link: record, observed
+key, link key, priority, time), on which the shared values, the link order, the greedy union and the anchors are
+computed by the same functions `resolve` uses, and then the user ids (one string per user, gathered by number).
+The result equals `resolve`'s, table for table (tested on random graphs); there is no state, no incremental hints
+and no links table here.
 
 Steps and where they run: docs/identity.md, "Out of core".
 """
@@ -30,10 +31,10 @@ from identity.normalize import BLOCK_REASONS, OUTPUT_COLUMNS, normalize_observat
 from identity.privacy import keyed_hash_sql
 from identity.resolution import (
     _NULL_TIME,
-    USERS_SCHEMA,
-    _as_time,
     HASH_TYPES,
+    USERS_SCHEMA,
     PhaseClock,
+    _as_time,
     _link_order,
     anchor_priority,
     priority_ranks,

@@ -224,10 +224,11 @@ def without_numpy_hugepages(function):
     """Runs `function` with numpy's transparent huge pages off, and puts numpy's setting back after.
 
     numpy asks Linux for huge pages (madvise) for every array of 4 MB or more. On this 2-core machine, after some
-    hours of large runs, that made the kernel's share of a run its largest part: `resolve` at 10M links took
+    hours of large runs, the kernel's time with them grew to most of some phases: `resolve` at 10M links took
     22.0 and 22.3 s with them, 14.6 and 15.2 s without (alternating, 2026-12-07; 13.8 s with them earlier the same
     session), and the out-of-core integers phase at 30M 18.5-20.0 s (17-18 s of it in the kernel) against 7.4-7.5
-    s. numpy's own switch is the NUMPY_MADVISE_HUGEPAGE environment variable, read once at import; this is its
+    s. (At 100M the one out-of-core run without them was no faster; the machine had slowed further by then.)
+    numpy's own switch is the NUMPY_MADVISE_HUGEPAGE environment variable, read once at import; this is its
     runtime form (a no-op where numpy has none).
     """
     setter = getattr(getattr(getattr(np, "_core", None), "multiarray", None), "_set_madvise_hugepage", None)
