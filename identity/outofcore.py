@@ -271,9 +271,7 @@ def _translate_and_number(con, config: IdentityConfig) -> tuple[dict[str, int], 
     for table, column, ranks in (("type_priority", "id_type", type_rank), ("source_priority", "source", source_rank)):
         frame = pl.DataFrame({column: list(ranks), "priority": list(ranks.values())}, schema={column: pl.String,
                                                                                                "priority": pl.Int64})
-        con.register("_ranks", frame.to_arrow())
-        con.execute(f"create temp table {table} as select * from _ranks")
-        con.unregister("_ranks")
+        _create_from_frame(con, table, frame, temporary=True)
     return type_rank, source_rank
 
 
@@ -312,7 +310,7 @@ def _link_integers(con, type_rank: dict[str, int], source_rank: dict[str, int]) 
 
     Joined on the hashes first: every usable row meets its own record and key, so a row more than there are
     usable rows means two distinct records (or keys) share a hash, and the join starts over on the strings.
-    Counting the distinct hashes up front instead took 8.1 s at 100M links."""
+    Counting the distinct hashes up front instead took 8.1-8.5 s at 100M links."""
     w = _WORK
     (count,) = con.execute("select count(*) from observations where usable").fetchall()[0]
     arrays = {name: np.empty(count, dtype=np.int64) for name in _LINK_COLUMNS}
@@ -362,20 +360,16 @@ def _stream_link_integers(con, type_rank, source_rank, conditions: tuple[str, st
     return True
 
 
-def _create_from_frame(con, table: str, frame: pl.DataFrame, query: str = "select * from _frame") -> None:
-    """The table `table` made by `query` from the frame, which the query sees as `_frame`."""
+def _create_from_frame(
+    con, table: str, frame: pl.DataFrame, query: str = "select * from _frame", temporary: bool = False
+) -> None:
+    """The table `table` (a work table in `_WORK` if `temporary`) made by `query` from the frame, which the query
+    sees as `_frame`."""
     con.register("_frame", frame.to_arrow())
     try:
-        con.execute(f"create table {table} as {query}")
+        con.execute(f"create {'temp ' if temporary else ''}table {table} as {query}")
     finally:
         con.unregister("_frame")
-
-
-def _register(con, name: str, columns: dict[str, np.ndarray]) -> None:
-    """A table `_WORK.name` of the given integer columns."""
-    con.register("_arrays", pl.DataFrame(columns).to_arrow())
-    con.execute(f"create or replace temp table {name} as select * from _arrays")
-    con.unregister("_arrays")
 
 
 @dataclass
@@ -436,7 +430,7 @@ def _resolve_integers(con, links: _Links, config, type_rank, source_rank, engine
     node_rank, identity_class, identity_okey = key_rank[kept_keys], key_class[kept_keys], link_key_okey[kept_keys]
     del key_rank, key_class, link_key_okey, kept_keys
     if kept is not None:
-        _register(con, "shared_rows", {"_row": links.row[~kept]})
+        _create_from_frame(con, "shared_rows", pl.DataFrame({"_row": links.row[~kept]}), temporary=True)
         con.execute(f"""
             update observations set unusable_reason = 'shared', usable = false
             where _row in (select _row from {w}.shared_rows)
@@ -525,11 +519,11 @@ def _write_outputs(con, out: _Outcome, id_key: bytes | None) -> dict:
     w = _WORK
     n_anchored, n_bare = len(out.anchor_okey), len(out.bare_records)
     none = np.full(n_bare, -1, dtype=np.int64)
-    _register(con, "user_rows", {
+    _create_from_frame(con, "user_rows", pl.DataFrame({
         "u": np.arange(n_anchored + n_bare, dtype=np.int64),
         "okey": np.concatenate([out.anchor_okey, none]),
         "rid": np.concatenate([np.full(n_anchored, -1, dtype=np.int64), out.bare_records]),
-    })
+    }), temporary=True)
     # (Read positionally, each row marked with its user's number, the anchors took as long: 18.5 s at 100M links
     # against 17.5 s joined.)
     expression, params = keyed_hash_sql(id_key, "anchor")

@@ -1,14 +1,11 @@
 """bench/identity.py generates sets above 10M links in parts: the parts must be other people and records, so
 that together they form one larger brand rather than the same one repeated."""
 
-import importlib.util
 import os
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("bench_identity", REPO / "bench" / "identity.py")
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+from tests.bench_scripts import load_bench
+
+bench = load_bench("identity")
 
 
 def test_parts_hold_other_records_people_and_phones():

@@ -1,15 +1,12 @@
 """bench/pipeline.py caches generated brands: one of another activity (or size, or seed) is never reused."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("bench_pipeline", REPO / "bench" / "pipeline.py")
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+from tests.bench_scripts import load_bench
+
+bench = load_bench("pipeline")
 
 
 def test_brand_folder_names_the_activity():

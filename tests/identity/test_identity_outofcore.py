@@ -136,13 +136,9 @@ def test_tables_of_several_row_groups_on_two_threads(tmp_path):
     """The numbers of records and keys are the rowids of tables stored in text order, and the output tables are
     laid beside those positionally: a set spanning several of DuckDB's row groups (122,880 rows), worked on by
     two threads, must still give resolve's tables row for row."""
-    import importlib.util
-    from pathlib import Path
+    from tests.bench_scripts import load_bench
 
-    spec = importlib.util.spec_from_file_location("bench_identity", Path(__file__).parents[2] / "bench" / "identity.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    observations = bench.synthetic_observations(600_000, seed=5)
+    observations = load_bench("identity").synthetic_observations(600_000, seed=5)
     result = resolve_out_of_core(observations, tmp_path / "oneid.duckdb", threads=2, batch_rows=250_000)
     assert result.stats["records"] > 2 * 122_880 and result.stats["identities"] > 2 * 122_880
     _assert_same(resolve(observations), tmp_path / "oneid.duckdb", result.stats)
