@@ -27,6 +27,7 @@ import polars as pl
 
 from identity.config import IdentityConfig
 from identity.engine import greedy_union
+from identity.memory import for_large_arrays
 from identity.normalize import BLOCK_REASONS, OUTPUT_COLUMNS, normalize_observations
 from identity.privacy import keyed_hash_sql
 from identity.resolution import (
@@ -42,7 +43,6 @@ from identity.resolution import (
     shared_link_keys,
     unique_classes,
     user_id_order,
-    without_numpy_hugepages,
     without_shared,
 )
 
@@ -108,7 +108,7 @@ def _sql_list(values: Sequence[str]) -> str:
     return "(" + ", ".join("'" + value.replace("'", "''") + "'" for value in values) + ")"
 
 
-@without_numpy_hugepages
+@for_large_arrays
 def resolve_out_of_core(
     observations: pl.DataFrame | str | Path | Sequence[str | Path],
     database: str | Path,

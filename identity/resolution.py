@@ -10,7 +10,6 @@ the text order of their keys, so every later sort and join runs on integers and 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import re
@@ -25,6 +24,7 @@ import polars as pl
 
 from identity.config import IdentityConfig
 from identity.engine import greedy_union
+from identity.memory import for_large_arrays
 from identity.normalize import BLOCK_REASONS, OUTPUT_COLUMNS, normalize_observations, phone_hashes
 from identity.privacy import hash_engine, keyed_hash_series
 
@@ -220,32 +220,6 @@ def user_id_order(user_ids: pl.Series) -> np.ndarray:
     return by_id
 
 
-def without_numpy_hugepages(function):
-    """Runs `function` with numpy's transparent huge pages off, and puts numpy's setting back after.
-
-    numpy asks Linux for huge pages (madvise) for every array of 4 MB or more. On this 2-core machine, after some
-    hours of large runs, the kernel's time with them grew to most of some phases: `resolve` at 10M links took
-    22.0 and 22.3 s with them, 14.6 and 15.2 s without (alternating, 2026-12-07; 13.8 s with them earlier the same
-    session), and the out-of-core integers phase at 30M 18.5-20.0 s (17-18 s of it in the kernel) against 7.4-7.5
-    s. (At 100M the one out-of-core run without them was no faster; the machine had slowed further by then.)
-    numpy's own switch is the NUMPY_MADVISE_HUGEPAGE environment variable, read once at import; this is its
-    runtime form (a no-op where numpy has none).
-    """
-    setter = getattr(getattr(getattr(np, "_core", None), "multiarray", None), "_set_madvise_hugepage", None)
-
-    @functools.wraps(function)
-    def run(*args, **kwargs):
-        if setter is None:
-            return function(*args, **kwargs)
-        previous = setter(False)
-        try:
-            return function(*args, **kwargs)
-        finally:
-            setter(previous)
-
-    return run
-
-
 class PhaseClock:
     """Called with a phase's name at its end: `seconds` per phase, and `peak_mb`, the process's peak resident
     memory so far (MB) at the end of each, which tells in which phase the peak was reached."""
@@ -308,29 +282,32 @@ def _dense_ints(values: pl.Series) -> pl.Series:
 
 
 def _text_rank(values: pl.Series) -> pl.Series:
-    """Dense 0-based rank (Int64) of each value in text order; the values must not be null.
+    """Dense 0-based rank (Int64) of each value in text order. A null ranks as the empty string would (below
+    every other value), so that a column need not be copied to fill its nulls first.
 
     Long strings: factorize by a 64-bit hash (an integer sort), sort only one string per distinct hash, and give
     every row the rank of its hash. Exact whatever the hash does: every row is compared with the string its rank
     stands for, and a collision (two strings, one hash) falls back to polars' own rank.
     """
     n = len(values)
-    if n == 0 or values.str.len_bytes().max() <= _INLINE_BYTES:
-        return (values.rank("dense") - 1).cast(pl.Int64)
+    nulls = values.null_count()
+    if n == 0 or nulls == n or values.str.len_bytes().max() <= _INLINE_BYTES or (nulls and (values == "").any()):
+        return ((values.fill_null("") if nulls else values).rank("dense") - 1).cast(pl.Int64)
     hashes = values.hash(seed=0).to_numpy()
     order = pl.Series(hashes).arg_sort().to_numpy()
     sorted_hashes = hashes[order]
     starts = np.empty(n, dtype=bool)
     starts[0] = True
     np.not_equal(sorted_hashes[1:], sorted_hashes[:-1], out=starts[1:])
-    # one row per distinct hash (gathered in row order, which is kinder to the cache), then sorted as text
+    # one row per distinct hash (gathered in row order, which is kinder to the cache), then sorted as text, a
+    # null first (where the empty string, absent here, would be)
     distinct = values.gather(_sort(order[starts])).sort()
     # the i-th smallest hash is the hash of distinct[rank_of_group[i]]
     rank_of_group = pl.Series(distinct.hash(seed=0)).arg_sort().to_numpy().astype(np.int64)
     rank = np.empty(n, dtype=np.int64)
     rank[order] = rank_of_group[np.cumsum(starts) - 1]
-    if not (distinct.gather(rank) == values).all():
-        return (values.rank("dense") - 1).cast(pl.Int64)
+    if not distinct.gather(rank).eq_missing(values).all():
+        return (values.fill_null("").rank("dense") - 1).cast(pl.Int64)
     return pl.Series(rank, dtype=pl.Int64)
 
 
@@ -350,10 +327,11 @@ def _small_rank(values: pl.Series, distinct_out: list | None = None) -> pl.Serie
 
 def _key_rank(frame: pl.DataFrame, small: tuple[str, ...], last: str, parts: dict | None = None) -> pl.Series:
     """An Int64 per row that orders (and equals) like the text key (*small, last): per-column ranks combined into
-    one integer, not dense. `small` columns have few distinct values. Nulls fall back to one struct rank.
+    one integer, not dense. `small` columns have few distinct values; nulls in them fall back to one struct rank.
     `parts`, when given, receives {small column: (its text rank, its distinct values in rank order)}."""
     columns = [*small, last]
-    if frame.height == 0 or any(frame[column].null_count() for column in columns):
+    # nulls in `last` rank as empty strings (_text_rank); in the small columns the struct rank handles them
+    if frame.height == 0 or any(frame[column].null_count() for column in small):
         return frame.select(_dense(*columns)).to_series()
     key, span = None, 1
     for column in columns:
@@ -534,9 +512,13 @@ def _translate_hashed_phones(obs: pl.DataFrame, extra_phones: pl.DataFrame | Non
     hashed = obs.select("id_type", "id_value")[hashed_rows]
     # a value can only be the digest of a type present among the hashed rows (md5: 32 hex digits, sha256: 64)
     lengths = {{"phone_md5": 32, "phone_sha256": 64}[name] for name in hashed["id_type"].unique().to_list()}
-    wanted = {d for d in hashed["id_value"].unique().to_list() if len(d) in lengths and _is_digest(d)}
-    phones = obs.filter((pl.col("id_type") == "phone") & pl.col("id_value").is_not_null())
-    phones = phones.select("id_value", "unusable_reason")
+    # filtered before they become Python strings: this runs beside the key ranks, and a loop would hold the GIL
+    digests = hashed["id_value"].unique()
+    wanted = set(digests.filter(digests.str.len_bytes().is_in(sorted(lengths)) & digests.str.contains("^[0-9a-f]+$"))
+                 .to_list())
+    phones = obs.select("id_value", "unusable_reason").filter(
+        (obs["id_type"] == "phone") & obs["id_value"].is_not_null()
+    )
     if extra_phones is not None and extra_phones.height:
         phones = pl.concat([phones, extra_phones.select("id_value", "unusable_reason").cast(phones.schema)])
     to_phone = _digest_phones(phones["id_value"], wanted)
@@ -575,7 +557,7 @@ def _observed_key_ranks(obs: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
     would first copy them all. Hashed phones are not translated yet: this runs beside the translation.
     """
     parts: dict = {}
-    keys = obs.select("id_type", "scope", pl.col("id_value").fill_null(""))
+    keys = obs.select("id_type", "scope", "id_value")
     oid = _key_rank(keys, ("id_type", "scope"), "id_value", parts)
     if "id_type" in parts:
         typ, type_names = parts["id_type"]
@@ -609,7 +591,7 @@ def _with_link_key_ranks(obs: pl.DataFrame, ranks: pl.DataFrame) -> pl.DataFrame
     )
     found = translated.join(plain, on=["link_type", "scope", "link_value"], how="left", maintain_order="left")
     if found["_oid"].null_count():
-        links = obs.select("link_type", "scope", pl.col("link_value").fill_null(""))
+        links = obs.select("link_type", "scope", "link_value")
         return ranks.with_columns(_key=_key_rank(links, ("link_type", "scope"), "link_value"))
     return ranks.with_columns(_key=oid.clone().scatter(positions, found["_oid"]))
 
@@ -761,7 +743,7 @@ def root_anchors(
     return anchored_roots, priority[best[anchored_roots]], identities_of_root
 
 
-@without_numpy_hugepages
+@for_large_arrays
 def resolve(
     observations: pl.DataFrame,
     config: IdentityConfig | None = None,

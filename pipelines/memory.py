@@ -6,21 +6,13 @@ such as those of the pandas frames the Great Expectations checks build, unless a
 step, started, and identity's peak sits on top of whatever is held then.
 """
 
-import ctypes
-import ctypes.util
 import gc
+
+from identity.memory import malloc_trim
 
 
 def release_free_memory() -> bool:
     """Collects garbage, then asks glibc to return free heap memory; False where there is no glibc (macOS,
     musl), where this is a no-op."""
     gc.collect()
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
-        return False
-    trim(0)
-    return True
+    return malloc_trim()

@@ -271,6 +271,24 @@ def test_text_rank_is_the_dense_text_rank_even_when_hashes_collide(monkeypatch):
     assert _text_rank(values).to_list() == expected.to_list()
 
 
+@pytest.mark.parametrize("with_empty_string", [False, True])
+def test_text_rank_ranks_a_null_as_the_empty_string(monkeypatch, with_empty_string):
+    """Nulls (unusable rows' values) are ranked in place, as '' would be, without a filled copy of the column;
+    also when '' itself is there (then filled first), and when a string shares the null's hash."""
+    from identity.resolution import _text_rank
+
+    rng = random.Random(11)
+    words = ["u" + "".join(rng.choice("abcXYZ019") for _ in range(rng.randint(13, 30))) for _ in range(200)]
+    words += [""] if with_empty_string else []
+    values = pl.Series([None if rng.random() < 0.1 else rng.choice(words) for _ in range(3_000)], dtype=pl.String)
+    expected = (values.fill_null("").rank("dense") - 1).cast(pl.Int64).to_list()
+    assert _text_rank(values).to_list() == expected
+    # every string hashes like the null: the check must see that a null row's group holds a string
+    hash_of = pl.Series.hash
+    monkeypatch.setattr(pl.Series, "hash", lambda self, seed=0: hash_of(self.fill_null(words[0]), seed))
+    assert _text_rank(values).to_list() == expected
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_repeated_pairs_are_the_later_occurrences_in_link_order(seed):
     """`_repeated_pairs` finds, in row order, the rows whose (record, identity) pair came earlier in the given

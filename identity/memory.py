@@ -1,0 +1,123 @@
+"""How the process takes and gives back memory while it works on arrays of millions of rows.
+
+On the virtual machines this is measured on (2 cores), memory the process takes from the system for the first
+time costs far more than the work done in it: every 4 KB page is zeroed by the kernel on first touch, and the
+pages of a freed array go back to the system and are zeroed again for the next one. At 10M links `resolve`
+touched 2.6M pages (10 GB) for a 5.8 GB peak, and about a quarter of its CPU time was the kernel's. Two of the
+three allocators in the process are tuned here, for the duration of one call (docs/identity.md, "Sorts, threads
+and the allocator"): numpy's huge pages, and glibc's malloc, which numpy allocates its arrays with. (polars'
+jemalloc can only be set before polars is imported: `_RJEM_MALLOC_CONF`, which the bench sets.)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import os
+import threading
+
+import numpy as np
+
+# mallopt parameters (malloc.h) and glibc's defaults for them
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
+# the largest trim threshold mallopt takes (an int): freed memory at the top of the heap stays below this much
+_KEEP_FREED = 2**31 - 1
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """glibc's libc, or None elsewhere (musl, macOS), where the malloc settings below are skipped."""
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+_LIBC = _glibc()
+_lock = threading.Lock()
+_depth = 0  # calls in progress that asked for the heap to be kept (nested or in other threads)
+
+
+def malloc_trim() -> bool:
+    """Asks glibc to give free heap memory back to the system (the top of the heap, and free pages inside it);
+    False where there is no glibc, where this does nothing."""
+    if _LIBC is None:
+        return False
+    _LIBC.malloc_trim(0)
+    return True
+
+
+def _caller_tuned_malloc() -> bool:
+    # GLIBC_TUNABLES is read once at start: whoever set malloc tunables there gets exactly those
+    return "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "")
+
+
+def reusing_freed_heap(function):
+    """Runs `function` with glibc's malloc serving large blocks from its heap and keeping what is freed there for
+    the next block, then restores glibc's defaults and gives the free heap back (`malloc_trim`).
+
+    By default glibc maps every block of 32 MB or more (every numpy array of 4M int64s) straight from the system
+    and unmaps it when freed, so each such array is zeroed page by page by the kernel again. Kept in the heap,
+    the next array of the run reuses those pages: at 10M links `resolve` touched 1.9M pages instead of 2.6M and
+    spent 3.5 s in the kernel instead of 5.0-5.4 s. Nothing changes where the caller set malloc tunables
+    (GLIBC_TUNABLES) or without glibc.
+    """
+
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        global _depth
+        if _LIBC is None or _caller_tuned_malloc():
+            return function(*args, **kwargs)
+        with _lock:
+            _depth += 1
+            if _depth == 1:
+                _LIBC.mallopt(_M_MMAP_MAX, 0)
+                _LIBC.mallopt(_M_TRIM_THRESHOLD, _KEEP_FREED)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            with _lock:
+                _depth -= 1
+                if _depth == 0:
+                    _LIBC.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+                    _LIBC.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+                    _LIBC.malloc_trim(0)
+
+    return run
+
+
+def without_numpy_hugepages(function):
+    """Runs `function` with numpy's transparent huge pages off, and puts numpy's setting back after.
+
+    numpy asks Linux for huge pages (madvise) for every array of 4 MB or more. On this 2-core machine, after some
+    hours of large runs, the kernel's time with them grew to most of some phases: `resolve` at 10M links took
+    22.0 and 22.3 s with them, 14.6 and 15.2 s without (alternating, 2026-12-07; 13.8 s with them earlier the same
+    session), and the out-of-core integers phase at 30M 18.5-20.0 s (17-18 s of it in the kernel) against 7.4-7.5
+    s. (At 100M the one out-of-core run without them was no faster; the machine had slowed further by then.)
+    numpy's own switch is the NUMPY_MADVISE_HUGEPAGE environment variable, read once at import; this is its
+    runtime form (a no-op where numpy has none).
+    """
+    setter = getattr(getattr(getattr(np, "_core", None), "multiarray", None), "_set_madvise_hugepage", None)
+
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        if setter is None:
+            return function(*args, **kwargs)
+        previous = setter(False)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            setter(previous)
+
+    return run
+
+
+def for_large_arrays(function):
+    """Both settings above around `function`."""
+    return reusing_freed_heap(without_numpy_hugepages(function))
