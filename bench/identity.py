@@ -534,14 +534,15 @@ def _spawn(*argv: str, timeout: float | None = None, allocator: bool = True) -> 
 
 
 def _goal_summary(seconds: dict[str, float]) -> str:
-    """The issue's two ratios at one size, from the seconds of the methods that ran ('' when the engine did not)."""
+    """The issue's two ratios at one size, from the seconds of the methods that ran ('' when the engine did not),
+    to two decimals: next to a goal of 5x, 4.95x must not print as 5.0x."""
     if "engine" not in seconds:
         return ""
     parts = []
     if "floor" in seconds:
-        parts.append(f"engine {seconds['engine'] / seconds['floor']:.1f}x the floor (goal at most 4x)")
+        parts.append(f"engine {seconds['engine'] / seconds['floor']:.2f}x the floor (goal at most 4x)")
     if "networkx" in seconds:
-        parts.append(f"{seconds['networkx'] / seconds['engine']:.1f}x faster than networkx (goal at least 5x)")
+        parts.append(f"{seconds['networkx'] / seconds['engine']:.2f}x faster than networkx (goal at least 5x)")
     return "; ".join(parts)
 
 

@@ -15,7 +15,7 @@ import hmac
 import re
 import resource
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -325,29 +325,39 @@ def _small_rank(values: pl.Series, distinct_out: list | None = None) -> pl.Serie
     return values.replace_strict({value: index for index, value in enumerate(distinct)}, return_dtype=pl.Int64)
 
 
-def _key_rank(frame: pl.DataFrame, small: tuple[str, ...], last: str, parts: dict | None = None) -> pl.Series:
+def _key_rank(
+    frame: pl.DataFrame, small: tuple[str, ...], last: str, parts: dict | None = None, pool: Executor | None = None
+) -> pl.Series:
     """An Int64 per row that orders (and equals) like the text key (*small, last): per-column ranks combined into
     one integer, not dense. `small` columns have few distinct values; nulls in them fall back to one struct rank.
-    `parts`, when given, receives {small column: (its text rank, its distinct values in rank order)}."""
+    `parts`, when given, receives {small column: (its text rank, its distinct values in rank order)}. With `pool`,
+    the small columns are ranked there while this thread ranks `last`."""
     columns = [*small, last]
     # nulls in `last` rank as empty strings (_text_rank); in the small columns the struct rank handles them
     if frame.height == 0 or any(frame[column].null_count() for column in small):
         return frame.select(_dense(*columns)).to_series()
+    small_ranks = pool.submit(_small_ranks, frame, small) if pool is not None else None
+    last_rank = _text_rank(frame[last])
+    ranked = small_ranks.result() if small_ranks is not None else _small_ranks(frame, small)
+    if parts is not None:
+        parts.update(ranked)
     key, span = None, 1
-    for column in columns:
-        if column in small:
-            distinct: list = []
-            rank = _small_rank(frame[column], distinct)
-            if parts is not None:
-                parts[column] = (rank, distinct)
-        else:
-            rank = _text_rank(frame[column])
+    for rank in [*(ranked[column][0] for column in small), last_rank]:
         width = int(rank.max()) + 1
         span *= width
         if span >= 2**62:
             return frame.select(_dense(*columns)).to_series()
         key = rank if key is None else key * width + rank
     return key
+
+
+def _small_ranks(frame: pl.DataFrame, columns: tuple[str, ...]) -> dict[str, tuple[pl.Series, list]]:
+    """{column: (its text rank, its distinct values in rank order)} of columns with few distinct values."""
+    ranked = {}
+    for column in columns:
+        distinct: list = []
+        ranked[column] = (_small_rank(frame[column], distinct), distinct)
+    return ranked
 
 
 _NULL_TIME = np.iinfo(np.int64).max  # observed_at null: after every time
@@ -548,17 +558,18 @@ def _translate_hashed_phones(obs: pl.DataFrame, extra_phones: pl.DataFrame | Non
     ).with_columns(usable=pl.col("unusable_reason").is_null())
 
 
-def _observed_key_ranks(obs: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+def _observed_key_ranks(obs: pl.DataFrame, pool: Executor | None = None) -> tuple[pl.DataFrame, list[str]]:
     """(`_oid`, the text rank of each row's observed key (id_type, scope, id_value), and `_typ`, the text rank of
     id_type; the id_types in the order of `_typ`).
 
     Every row is ranked, usable or not (an unusable row's missing value ranks as ''; such rows are dropped before
     the ranks are used): ranking the columns of `obs` in place copies no strings, where ranking the usable rows
-    would first copy them all. Hashed phones are not translated yet: this runs beside the translation.
+    would first copy them all. Hashed phones are not translated yet: this runs beside the translation. With
+    `pool`, id_type and scope are ranked there (see `_key_rank`).
     """
     parts: dict = {}
     keys = obs.select("id_type", "scope", "id_value")
-    oid = _key_rank(keys, ("id_type", "scope"), "id_value", parts)
+    oid = _key_rank(keys, ("id_type", "scope"), "id_value", parts, pool)
     if "id_type" in parts:
         typ, type_names = parts["id_type"]
     else:
@@ -743,6 +754,13 @@ def root_anchors(
     return anchored_roots, priority[best[anchored_roots]], identities_of_root
 
 
+def _record_rank(observations: pl.DataFrame, parts: dict) -> pl.Series:
+    """Dense rank of each row's record (source, record_id) in text order; `parts` receives source's ranks.
+    Normalization passes both columns through as text, so the input's own columns give the same ranks."""
+    records = observations.select(pl.col("source").cast(pl.String), pl.col("record_id").cast(pl.String))
+    return _dense_ints(_key_rank(records, ("source",), "record_id", parts))
+
+
 @for_large_arrays
 def resolve(
     observations: pl.DataFrame,
@@ -765,18 +783,19 @@ def resolve(
     lap = PhaseClock()
     timings = lap.seconds
 
-    obs = normalize_observations(observations, config)
-    lap("normalize")
-
     parts: dict = {}
-    # Hashed phones are translated and records ranked in a second thread while this one ranks the observed keys
-    # (the longest string sort): none needs another, and each alone keeps one of this machine's two cores only
-    # partly busy. The link keys, which need the translation, are ranked from the observed keys' ranks after.
+    # Each of these steps alone keeps one of this machine's two cores only partly busy, so a second thread takes,
+    # in turn: the record ranks, beside normalization (which passes source and record_id through unchanged, so
+    # they are ranked as given); the hashed-phone translation and the id_type and scope ranks, while this thread
+    # ranks the identity values (the longest string sort). The link keys, which need the translation, are
+    # ranked from the observed keys' ranks after.
     with ThreadPoolExecutor(max_workers=1) as pool:
+        record_rank = pool.submit(_record_rank, observations, parts)
+        obs = normalize_observations(observations, config)
+        lap("normalize")
         # the frame is handed over, not read from `obs` when the thread runs: `obs` is reassigned below
         translated = pool.submit(_translate_hashed_phones, obs, hints.phones if hints is not None else None)
-        record_rank = pool.submit(lambda frame: _dense_ints(_key_rank(frame, ("source",), "record_id", parts)), obs)
-        ranks, type_names = _observed_key_ranks(obs)
+        ranks, type_names = _observed_key_ranks(obs, pool)
         translated = translated.result()
         lap("translate")
         ranks = _with_link_key_ranks(translated, ranks)

@@ -23,3 +23,10 @@ def test_a_folder_of_parts_is_read_as_one_pattern(tmp_path):
     (tmp_path / "parts").mkdir()
     assert bench._parquet(str(tmp_path / "parts")) == f"{tmp_path / 'parts'}{os.sep}*.parquet"
     assert bench._parquet(str(tmp_path / "one.parquet")) == str(tmp_path / "one.parquet")
+
+
+def test_goal_ratios_are_not_rounded_up_to_the_goal():
+    summary = bench._goal_summary({"floor": 1.15, "engine": 11.63, "networkx": 57.60})
+    assert "10.11x the floor" in summary
+    assert "4.95x faster than networkx" in summary
+    assert bench._goal_summary({"floor": 1.0}) == ""
