@@ -299,17 +299,17 @@ def normalize_observations(obs: pl.DataFrame, config: IdentityConfig | None = No
         frame = frame.with_columns(scope=pl.when(is_global).then(pl.lit("")).otherwise(pl.col("scope").fill_null("")))
     frame = frame.with_columns(_trim=_stripped(frame["raw_value"]))
     frame = _with_values(frame).drop("_trim")
-    frame = frame.with_columns(
-        unusable_reason=pl.when(
-            pl.col("unusable_reason").is_null() & id_type.is_in(list(SCOPED_TYPES)) & (pl.col("scope") == "")
+    # Each of the next two rewrites every row's reason (0.1-0.2 s at 10M rows), so each runs only when some row
+    # can need it: a scoped type without its scope, a blocklist in the config.
+    missing_scope = pl.col("unusable_reason").is_null() & id_type.is_in(list(SCOPED_TYPES)) & (pl.col("scope") == "")
+    if frame.select(missing_scope.any()).item():
+        frame = frame.with_columns(
+            unusable_reason=pl.when(missing_scope).then(pl.lit("missing_scope")).otherwise(pl.col("unusable_reason"))
         )
-        .then(pl.lit("missing_scope"))
-        .otherwise(pl.col("unusable_reason"))
-    )
-    frame = with_blocklist_reason(frame, config, "id_type", "id_value")
-    frame = frame.with_columns(
-        unusable_reason=pl.coalesce("unusable_reason", "_block_reason"),
-    ).with_columns(usable=pl.col("unusable_reason").is_null())
+    if any(rule.values or rule.patterns for rule in config.blocklist.values()):
+        frame = with_blocklist_reason(frame, config, "id_type", "id_value")
+        frame = frame.with_columns(unusable_reason=pl.coalesce("unusable_reason", "_block_reason"))
+    frame = frame.with_columns(usable=pl.col("unusable_reason").is_null())
     return frame.select(OUTPUT_COLUMNS)
 
 
