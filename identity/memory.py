@@ -27,8 +27,10 @@ _DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
 _KEEP_FREED = 2**31 - 1
 
 
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
-    """glibc's libc, or None elsewhere (musl, macOS), where the malloc settings below are skipped."""
+    """glibc's libc, or None elsewhere (musl, macOS), where the malloc settings below are skipped. Looked up at
+    the first call, not at import (finding the library takes a few milliseconds)."""
     if platform.libc_ver()[0] != "glibc":
         return None
     name = ctypes.util.find_library("c")
@@ -38,7 +40,6 @@ def _glibc() -> ctypes.CDLL | None:
         return None
 
 
-_LIBC = _glibc()
 _lock = threading.Lock()
 _depth = 0  # calls in progress that asked for the heap to be kept (nested or in other threads)
 
@@ -46,9 +47,10 @@ _depth = 0  # calls in progress that asked for the heap to be kept (nested or in
 def malloc_trim() -> bool:
     """Asks glibc to give free heap memory back to the system (the top of the heap, and free pages inside it);
     False where there is no glibc, where this does nothing."""
-    if _LIBC is None:
+    libc = _glibc()
+    if libc is None:
         return False
-    _LIBC.malloc_trim(0)
+    libc.malloc_trim(0)
     return True
 
 
@@ -72,22 +74,23 @@ def reusing_freed_heap(function):
     @functools.wraps(function)
     def run(*args, **kwargs):
         global _depth
-        if _LIBC is None or _caller_tuned_malloc():
+        libc = _glibc()
+        if libc is None or _caller_tuned_malloc():
             return function(*args, **kwargs)
         with _lock:
             _depth += 1
             if _depth == 1:
-                _LIBC.mallopt(_M_MMAP_MAX, 0)
-                _LIBC.mallopt(_M_TRIM_THRESHOLD, _KEEP_FREED)
+                libc.mallopt(_M_MMAP_MAX, 0)
+                libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_FREED)
         try:
             return function(*args, **kwargs)
         finally:
             with _lock:
                 _depth -= 1
                 if _depth == 0:
-                    _LIBC.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-                    _LIBC.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
-                    _LIBC.malloc_trim(0)
+                    libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+                    libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+                    libc.malloc_trim(0)
 
     return run
 

@@ -25,7 +25,7 @@ import polars as pl
 from identity.config import IdentityConfig
 from identity.engine import greedy_union
 from identity.memory import for_large_arrays
-from identity.normalize import BLOCK_REASONS, OUTPUT_COLUMNS, normalize_observations, phone_hashes
+from identity.normalize import BLOCK_REASONS, HASH_LENGTHS, OUTPUT_COLUMNS, normalize_observations, phone_hashes
 from identity.privacy import hash_engine, keyed_hash_series
 
 RECORD_MAP_SCHEMA = {"source": pl.String, "record_id": pl.String, "user_id": pl.String}
@@ -460,7 +460,8 @@ def _link_order(
     return order[keep[order]]
 
 
-_HEX_DIGEST = {32: re.compile("[0-9a-f]{32}"), 64: re.compile("[0-9a-f]{64}")}
+_DIGEST_PATTERNS = {32: "[0-9a-f]{32}", 64: "[0-9a-f]{64}"}  # lowercase hex of an md5, of a sha256
+_HEX_DIGEST = {length: re.compile(pattern) for length, pattern in _DIGEST_PATTERNS.items()}
 
 
 def _is_digest(value: str) -> bool:
@@ -521,11 +522,11 @@ def _translate_hashed_phones(obs: pl.DataFrame, extra_phones: pl.DataFrame | Non
         return obs
     hashed = obs.select("id_type", "id_value")[hashed_rows]
     # a value can only be the digest of a type present among the hashed rows (md5: 32 hex digits, sha256: 64)
-    lengths = {{"phone_md5": 32, "phone_sha256": 64}[name] for name in hashed["id_type"].unique().to_list()}
+    lengths = {HASH_LENGTHS[name] for name in hashed["id_type"].unique().to_list()}
     # filtered before they become Python strings: this runs beside the key ranks, and a loop would hold the GIL
     digests = hashed["id_value"].unique()
-    wanted = set(digests.filter(digests.str.len_bytes().is_in(sorted(lengths)) & digests.str.contains("^[0-9a-f]+$"))
-                 .to_list())
+    digest_pattern = "^(?:" + "|".join(_DIGEST_PATTERNS[length] for length in sorted(lengths)) + ")$"
+    wanted = set(digests.filter(digests.str.contains(digest_pattern)).to_list())
     phones = obs.select("id_value", "unusable_reason").filter(
         (obs["id_type"] == "phone") & obs["id_value"].is_not_null()
     )
