@@ -1,5 +1,6 @@
 """identity.memory: large arrays come from glibc's heap while resolving (not mapped and unmapped one by one), and
-glibc's defaults are back after; nothing changes where the caller tuned malloc or where there is no glibc."""
+glibc's defaults are back after; nothing changes where the caller tuned malloc or where there is no glibc. numpy's
+huge pages are off while resolving and back after."""
 
 import ctypes
 import platform
@@ -11,7 +12,7 @@ import pytest
 import identity.memory as memory
 import identity.resolution as resolution
 
-pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the malloc settings are glibc's")
+glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the malloc settings are glibc's")
 
 LARGE = 8 * 2**20  # int64s: 64 MB, twice the largest block glibc ever serves from its heap by default
 
@@ -39,6 +40,7 @@ def _is_mapped_on_its_own() -> bool:
     return mapped
 
 
+@glibc_only
 def test_large_arrays_come_from_the_heap_inside_and_are_mapped_again_after(monkeypatch):
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
     inside = memory.reusing_freed_heap(_is_mapped_on_its_own)
@@ -47,6 +49,7 @@ def test_large_arrays_come_from_the_heap_inside_and_are_mapped_again_after(monke
     assert _is_mapped_on_its_own()  # the default is back
 
 
+@glibc_only
 def test_nested_and_failing_calls_restore_the_defaults_once_the_outermost_ends(monkeypatch):
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
     seen = []
@@ -67,25 +70,46 @@ def test_nested_and_failing_calls_restore_the_defaults_once_the_outermost_ends(m
     assert _is_mapped_on_its_own()
 
 
+@glibc_only
 def test_a_caller_who_tuned_malloc_keeps_their_settings(monkeypatch):
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
     assert memory.reusing_freed_heap(_is_mapped_on_its_own)() is True
 
 
-def test_resolve_runs_with_the_heap_kept(monkeypatch):
-    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+def _seen_inside_resolve(monkeypatch, probe) -> list:
+    """What `probe()` returned while `resolve` ran (called as it normalizes), for a one-record input."""
     seen = []
     normalize = resolution.normalize_observations
 
     def watching(*args, **kwargs):
-        seen.append(_is_mapped_on_its_own())
+        seen.append(probe())
         return normalize(*args, **kwargs)
 
     monkeypatch.setattr(resolution, "normalize_observations", watching)
     observation = {"source": "crm", "record_id": "c1", "id_type": "phone", "scope": "", "id_value": "13912345678"}
     assert resolution.resolve(pl.DataFrame([observation])).stats["users"] == 1
+    return seen
+
+
+@glibc_only
+def test_resolve_runs_with_the_heap_kept(monkeypatch):
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    seen = _seen_inside_resolve(monkeypatch, _is_mapped_on_its_own)
     assert seen == [False] and _is_mapped_on_its_own()
 
 
+@pytest.mark.skipif(not hasattr(np._core.multiarray, "_set_madvise_hugepage"), reason="numpy without the switch")
+def test_numpy_hugepages_are_off_while_resolving_and_back_after(monkeypatch):
+    setter = np._core.multiarray._set_madvise_hugepage
+    before = setter(True)
+    try:
+        # the setter returns the setting in force before it, so setting False reads it
+        seen = _seen_inside_resolve(monkeypatch, lambda: setter(False))
+        assert seen == [False] and setter(True) is True  # off inside, back on after
+    finally:
+        setter(before)
+
+
+@glibc_only
 def test_malloc_trim_reports_glibc():
     assert memory.malloc_trim() is True

@@ -349,26 +349,3 @@ def test_empty_input():
     assert result.record_map.height == 0
     assert result.stats["users"] == 0
     assert result.stats["largest_user_size"] == 0
-
-
-def test_numpy_hugepages_are_off_while_resolving_and_back_after(monkeypatch):
-    import numpy as np
-
-    import identity.resolution as resolution
-
-    setter = np._core.multiarray._set_madvise_hugepage
-    before = setter(True)
-    seen = []
-    normalize = resolution.normalize_observations
-
-    def watching(*args, **kwargs):
-        seen.append(setter(False))  # the setting in force: returns the previous value
-        return normalize(*args, **kwargs)
-
-    monkeypatch.setattr(resolution, "normalize_observations", watching)
-    try:
-        observation = {"source": "crm", "record_id": "c1", "id_type": "phone", "scope": "", "id_value": "13912345678"}
-        resolution.resolve(pl.DataFrame([observation]))
-        assert seen == [False] and setter(True) is True  # off inside, back on after
-    finally:
-        setter(before)
