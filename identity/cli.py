@@ -37,12 +37,10 @@ def _resolve(args: argparse.Namespace) -> int:
     if args.out_of_core:
         return _resolve_out_of_core(args, config)
     if args.state:
-        import duckdb
-
-        from identity.state import load_state, load_touched_state, run, save_changes, save_state
+        from identity.state import connect, load_state, load_touched_state, run, save_changes, save_state
 
         observations = read_table(args.observations)
-        with duckdb.connect(args.state) as con:
+        with connect(args.state) as con:
             if args.incremental:
                 # only the rows of the users the batch touches leave the database, and only the changes go back
                 previous = load_touched_state(con, observations, config)
@@ -124,13 +122,11 @@ def _explain(args: argparse.Namespace) -> int:
         print("oneid explain: give exactly one of --state and --observations", file=sys.stderr)
         return 2
     if args.state:
-        import duckdb
-
-        from identity.state import load_state
+        from identity.state import connect, load_state
 
         if not Path(args.state).exists():
             raise FileNotFoundError(args.state)
-        with duckdb.connect(args.state, read_only=True) as con:
+        with connect(args.state, read_only=True) as con:
             state = load_state(con)
         if state is None:
             print(f"oneid explain: {args.state} holds no identity state", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from dagster import ConfigurableResource, InitResourceContext
@@ -31,6 +32,13 @@ class LockedDuckDBResource(DuckDBResource):
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+    @contextmanager
+    def get_connection(self):
+        # DuckDB would draw a progress bar on stdout, into the run's logs, for every query over two seconds
+        with super().get_connection() as con:
+            con.execute("set enable_progress_bar = false")
+            yield con
 
 
 class OneIdPaths(ConfigurableResource):

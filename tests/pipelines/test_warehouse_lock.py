@@ -108,3 +108,11 @@ def _can_create(folder: Path) -> bool:
         return True
     except OSError:
         return False
+
+
+def test_warehouse_connections_draw_no_progress_bar(tmp_path):
+    """DuckDB draws a progress bar on stdout for queries over two seconds, which lands in the run's logs."""
+    from pipelines.defs.resources import LockedDuckDBResource
+
+    with LockedDuckDBResource(database=str(tmp_path / "w.duckdb")).get_connection() as con:
+        assert con.sql("select current_setting('enable_progress_bar')").fetchall() == [(False,)]
