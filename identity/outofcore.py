@@ -30,6 +30,7 @@ from identity.engine import greedy_union
 from identity.memory import for_large_arrays
 from identity.normalize import BLOCK_REASONS, OUTPUT_COLUMNS, normalize_observations
 from identity.privacy import keyed_hash_sql
+from identity.state import ZSTD_COLUMNS, ZSTD_STORAGE_VERSION, connect, create_table_sql, storage_version
 from identity.resolution import (
     _NULL_TIME,
     HASH_TYPES,
@@ -69,11 +70,9 @@ class OutOfCoreResult:
 
 def copy_table(database: str | Path, table: str, path: str | Path) -> None:
     """One of OUTPUT_TABLES as a CSV file (with a header), written by DuckDB without loading it into memory."""
-    import duckdb
-
     if table not in OUTPUT_TABLES:
         raise ValueError(f"not an output table: {table}")
-    with duckdb.connect(str(database), read_only=True) as con:
+    with connect(database, read_only=True) as con:
         con.execute(f"copy {table} to '{str(path).replace(chr(39), chr(39) * 2)}' (header, delimiter ',')")
 
 
@@ -86,18 +85,20 @@ def _batches(
             batch = observations.slice(offset, rows)
             yield f"observations rows {offset + 1}-{offset + batch.height}", batch
         return
-    import pyarrow.parquet as pq
-
     paths = [observations] if isinstance(observations, (str, Path)) else list(observations)
     # a pattern (`folder/*.parquet`) stands for its files, in name order
     paths = [name for path in paths for name in (sorted(glob.glob(str(path))) if _is_pattern(path) else [path])]
     if not paths:
         raise FileNotFoundError(f"no Parquet files match {observations}")
+    # Read by polars a slice at a time (it reads only the row groups a slice needs). pyarrow's batches, converted,
+    # took 1.3-5.3 s for 10M rows against 0.3-0.5 s: its allocator hands freed memory back to the system at once,
+    # so every batch was zeroed afresh by the kernel, and each was copied into polars' string views.
     for path in paths:
-        offset = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
-            yield f"{path} rows {offset + 1}-{offset + batch.num_rows}", pl.from_arrow(batch)
-            offset += batch.num_rows
+        scan = pl.scan_parquet(path)
+        total = scan.select(pl.len()).collect().item()
+        for offset in range(0, total, rows):
+            batch = scan.slice(offset, rows).collect()
+            yield f"{path} rows {offset + 1}-{offset + batch.height}", batch
 
 
 def _is_pattern(path: str | Path) -> bool:
@@ -127,12 +128,10 @@ def resolve_out_of_core(
     `memory_limit` (e.g. "6GB") and `threads` are DuckDB's settings, which decide how much it keeps in memory
     before spilling to a temporary directory beside the database.
     """
-    import duckdb
-
     config = config or IdentityConfig()
     lap = PhaseClock()
 
-    with duckdb.connect(str(database)) as con:
+    with connect(database) as con:
         if memory_limit:
             con.execute(f"set memory_limit = '{memory_limit}'")
         if threads:
@@ -169,14 +168,12 @@ def resolve_out_of_core(
 def _load_normalized(con, observations, config: IdentityConfig, batch_rows: int) -> None:
     """`observations`: the normalized rows in input order, with their row number `_row` and 64-bit hashes of
     their record (`_rh`) and observed key (`_oh`), on which the integers are joined instead of on the strings."""
-    columns = ", ".join(
-        f"{name} {kind}"
-        for name, kind in zip(
-            (*OUTPUT_COLUMNS, "_row", "_rh", "_oh"),
-            ("varchar",) * 6 + ("timestamp", "varchar", "boolean", "varchar", "bigint", "ubigint", "ubigint"),
-        )
-    )
-    con.execute(f"create table observations ({columns})")
+    zstd = _zstd_columns(con, "observations")
+    columns = list(zip(
+        (*OUTPUT_COLUMNS, "_row", "_rh", "_oh"),
+        ("varchar",) * 6 + ("timestamp", "varchar", "boolean", "varchar", "bigint", "ubigint", "ubigint"),
+    ))
+    con.execute(create_table_sql("main", "observations", columns, zstd))
     offset = 0
     # the next batch is read and normalized (polars) while DuckDB stores this one: both let go of the GIL
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -364,12 +361,34 @@ def _create_from_frame(
     con, table: str, frame: pl.DataFrame, query: str = "select * from _frame", temporary: bool = False
 ) -> None:
     """The table `table` (a work table in `_WORK` if `temporary`) made by `query` from the frame, which the query
-    sees as `_frame`."""
+    sees as `_frame`. An output table's high-cardinality text (`_ZSTD_COLUMNS`) is stored with zstd."""
     con.register("_frame", frame.to_arrow())
     try:
-        con.execute(f"create {'temp ' if temporary else ''}table {table} as {query}")
+        zstd = () if temporary else _zstd_columns(con, table)
+        if zstd:
+            columns = [(row[0], row[1]) for row in con.sql(f"describe {query}").fetchall()]
+            con.execute(create_table_sql("main", table, columns, zstd))
+            con.execute(f"insert into {table} {query}")
+        else:
+            con.execute(f"create {'temp ' if temporary else ''}table {table} as {query}")
     finally:
         con.unregister("_frame")
+
+
+# Random text (ids, user ids, hashes) is stored with zstd: DuckDB's default for text (dict_fsst) spends more time
+# on it (see `identity.state.ZSTD_COLUMNS`)
+_ZSTD_COLUMNS = {
+    "observations": ZSTD_COLUMNS["observations"],
+    "record_map": ("record_id", "user_id"),
+    "id_map": ("id_value", "user_id"),
+    "users": ("user_id", "anchor"),
+}
+
+
+def _zstd_columns(con, table: str) -> tuple[str, ...]:
+    """The columns of `table` to store with zstd: none in a database file made for a DuckDB that cannot read them."""
+    version = storage_version(con)
+    return _ZSTD_COLUMNS.get(table, ()) if version is not None and version >= ZSTD_STORAGE_VERSION else ()
 
 
 @dataclass

@@ -143,3 +143,38 @@ def test_tables_of_several_row_groups_on_two_threads(tmp_path):
     assert result.stats["records"] > 2 * 122_880 and result.stats["identities"] > 2 * 122_880
     _assert_same(resolve(observations), tmp_path / "oneid.duckdb", result.stats)
 
+
+
+def _compression(database, table: str, column: str) -> set[str]:
+    with duckdb.connect(str(database), read_only=True) as con:
+        rows = con.execute(
+            "select distinct compression from pragma_storage_info(?) where column_name = ? and segment_type = 'VARCHAR'",
+            [table, column],
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+def test_random_text_is_stored_with_zstd_unless_the_file_is_too_old_for_it(tmp_path):
+    rng = random.Random(21)
+    observations = frame([row for graph in range(200) for row in random_graph(rng, graph)])
+    expected = resolve(observations)
+    database = tmp_path / "oneid.duckdb"
+    result = resolve_out_of_core(observations, database)
+    _assert_same(expected, database, result.stats)
+    for table, column in (("observations", "id_value"), ("record_map", "user_id"), ("id_map", "id_value")):
+        assert _compression(database, table, column) == {"ZSTD"}, (table, column)
+    assert "ZSTD" not in _compression(database, "observations", "source")  # few distinct values: a dictionary
+    # a file made for DuckDB 1.0 cannot hold zstd columns: the same tables, with DuckDB's default compression
+    old = tmp_path / "old.duckdb"
+    with duckdb.connect() as con:
+        con.execute(f"attach '{old}' as old (storage_version 'v1.0.0')")
+    result = resolve_out_of_core(observations, old)
+    _assert_same(expected, old, result.stats)
+    assert "ZSTD" not in _compression(old, "record_map", "user_id")
+
+
+def test_no_progress_bar_from_its_connections(tmp_path):
+    from identity.state import connect
+
+    with connect(tmp_path / "oneid.duckdb") as con:
+        assert con.sql("select current_setting('enable_progress_bar')").fetchall() == [(False,)]
