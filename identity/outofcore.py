@@ -95,9 +95,15 @@ def _batches(
     # so every batch was zeroed afresh, and each was then copied into polars' string views.
     for path in paths:
         scan = pl.scan_parquet(path)
-        total = scan.select(pl.len()).collect().item()
+        try:
+            total = scan.select(pl.len()).collect().item()
+        except pl.exceptions.PolarsError as error:
+            raise ValueError(f"{path}: not a readable Parquet file ({error})") from error
         for offset in range(0, total, rows):
-            batch = scan.slice(offset, rows).collect()
+            try:
+                batch = scan.slice(offset, rows).collect()
+            except pl.exceptions.PolarsError as error:
+                raise ValueError(f"{path} rows {offset + 1}-{min(offset + rows, total)}: unreadable ({error})") from error
             yield f"{path} rows {offset + 1}-{offset + batch.height}", batch
 
 

@@ -118,6 +118,10 @@ def test_bad_input_names_the_file_and_rows_and_leaves_no_tables(tmp_path):
         assert con.execute("select count(*) from information_schema.tables").fetchall() == [(0,)]
     with pytest.raises(FileNotFoundError, match="no Parquet files match"):
         resolve_out_of_core(str(tmp_path / "missing-*.parquet"), database)
+    # an export saved as CSV under a .parquet name
+    (tmp_path / "c.parquet").write_text("source,record_id\ncrm,c1\n")
+    with pytest.raises(ValueError, match=r"c\.parquet: not a readable Parquet file"):
+        resolve_out_of_core(str(tmp_path / "c.parquet"), database)
 
 
 @pytest.mark.parametrize(
