@@ -103,7 +103,8 @@ def _batches(
             try:
                 batch = scan.slice(offset, rows).collect()
             except pl.exceptions.PolarsError as error:
-                raise ValueError(f"{path} rows {offset + 1}-{min(offset + rows, total)}: unreadable ({error})") from error
+                last = min(offset + rows, total)
+                raise ValueError(f"{path} rows {offset + 1}-{last}: unreadable ({error})") from error
             yield f"{path} rows {offset + 1}-{offset + batch.height}", batch
 
 

@@ -152,7 +152,8 @@ def test_tables_of_several_row_groups_on_two_threads(tmp_path):
 def _compression(database, table: str, column: str) -> set[str]:
     with duckdb.connect(str(database), read_only=True) as con:
         rows = con.execute(
-            "select distinct compression from pragma_storage_info(?) where column_name = ? and segment_type = 'VARCHAR'",
+            "select distinct compression from pragma_storage_info(?) "
+            "where column_name = ? and segment_type = 'VARCHAR'",
             [table, column],
         ).fetchall()
     return {row[0] for row in rows}
