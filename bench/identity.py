@@ -186,9 +186,9 @@ def synthetic_observations(n_links: int, seed: int = 7, part: int = 0) -> pl.Dat
 
 
 def _duckdb_with_observations(path: str):
-    import duckdb
+    from identity.connection import connect
 
-    con = duckdb.connect()
+    con = connect()
     con.execute(f"set threads = {os.cpu_count()}")
     con.execute("create table obs as select * from read_parquet(?)", [path])
     return con
@@ -320,7 +320,7 @@ def method_incremental_records(path: str) -> dict:
 def method_incremental_saved(path: str) -> dict:
     """The incremental run as the pipeline and the CLI do it: the state saved by a full run, then for the 1% batch
     only the touched users' rows loaded from the database (`load_touched_state`), run, and saved as a delta."""
-    import duckdb
+    from identity.connection import connect
 
     from identity.state import load_touched_state, run, save_changes, save_state
 
@@ -337,11 +337,11 @@ def method_incremental_saved(path: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="oneid_bench_state_") as tmp:
         database = str(Path(tmp) / "state.duckdb")
         first = timed("full_run", lambda: run(rest))
-        with duckdb.connect(database) as con:
+        with connect(database) as con:
             timed("save_state", lambda: save_state(con, first.state, scratch=tmp))
         del first
         rss_full = _rss_mb()
-        with duckdb.connect(database) as con:
+        with connect(database) as con:
             state = timed("load_touched_state", lambda: load_touched_state(con, batch))
             second = timed("incremental_run", lambda: run(batch, state=state, incremental=True))
             timed("save_changes", lambda: save_changes(con, second.state, second.changes))
@@ -416,7 +416,7 @@ ADVERSARIAL = {
 
 
 def accuracy(users: int, seed: int, noise: dict, workdir: Path) -> dict:
-    import duckdb
+    from identity.connection import connect
 
     import samplegen
     from pipelines import ingest
@@ -428,7 +428,7 @@ def accuracy(users: int, seed: int, noise: dict, workdir: Path) -> dict:
     clock = time.perf_counter()
     samplegen.generate(out, users=users, seed=seed, noise=samplegen.NoiseRates(**noise))
     generated = time.perf_counter() - clock
-    with duckdb.connect(str(out / "warehouse.duckdb")) as con:
+    with connect(str(out / "warehouse.duckdb")) as con:
         ingest.ingest_all(con, out / "landing", ingest.load_config(config_dir))
         observations = read_observations(con, config_dir)
     config = identity.load_config(config_dir / "identity.yml")

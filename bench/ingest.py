@@ -118,7 +118,7 @@ def run_stages(landing: Path, folder_name: str) -> dict:
 
 
 def run_one(landing: Path, folder_name: str, db: Path) -> dict:
-    import duckdb
+    from identity.connection import connect
 
     from pipelines.ingest.config import load_config
     from pipelines.ingest.load import discover_files, ensure_schema, ingest_file
@@ -128,7 +128,7 @@ def run_one(landing: Path, folder_name: str, db: Path) -> dict:
     config = load_config(ROOT / "config")
     folder = config.folders[folder_name]
     # ":memory:" isolates ingest's own work from DuckDB's compression and disk writes.
-    con = duckdb.connect(str(db) if db.name != ":memory:" else ":memory:")
+    con = connect(str(db) if db.name != ":memory:" else ":memory:")
     ensure_schema(con)
     [path] = discover_files(landing, folder)
     cpu0 = _cpu()

@@ -199,9 +199,9 @@ def run(args, brand: Path, work: Path) -> int:
     finally:
         sampler.stop()
 
-    import duckdb
+    from identity.connection import connect
 
-    with duckdb.connect(str(settings.database), read_only=True) as con:
+    with connect(str(settings.database), read_only=True) as con:
         source_rows = con.sql("select coalesce(sum(rows_loaded + rows_quarantined), 0) from raw.load_log").fetchall()
         users = con.sql("select count(*) from identity.users where records > 0").fetchall()
     files = sum(1 for p in settings.landing_dir.rglob("*") if p.is_file())

@@ -37,7 +37,8 @@ def _resolve(args: argparse.Namespace) -> int:
     if args.out_of_core:
         return _resolve_out_of_core(args, config)
     if args.state:
-        from identity.state import connect, load_state, load_touched_state, run, save_changes, save_state
+        from identity.connection import connect
+        from identity.state import load_state, load_touched_state, run, save_changes, save_state
 
         observations = read_table(args.observations)
         with connect(args.state) as con:
@@ -122,7 +123,8 @@ def _explain(args: argparse.Namespace) -> int:
         print("oneid explain: give exactly one of --state and --observations", file=sys.stderr)
         return 2
     if args.state:
-        from identity.state import connect, load_state
+        from identity.connection import connect
+        from identity.state import load_state
 
         if not Path(args.state).exists():
             raise FileNotFoundError(args.state)

@@ -26,11 +26,11 @@ import numpy as np
 import polars as pl
 
 from identity.config import IdentityConfig
+from identity.connection import connect
 from identity.engine import greedy_union
 from identity.memory import for_large_arrays
 from identity.normalize import BLOCK_REASONS, OUTPUT_COLUMNS, normalize_observations
 from identity.privacy import keyed_hash_sql
-from identity.state import ZSTD_COLUMNS, ZSTD_STORAGE_VERSION, connect, create_table_sql, storage_version
 from identity.resolution import (
     _NULL_TIME,
     HASH_TYPES,
@@ -46,6 +46,7 @@ from identity.resolution import (
     user_id_order,
     without_shared,
 )
+from identity.state import ZSTD_COLUMNS, ZSTD_STORAGE_VERSION, create_table_sql, storage_version
 
 OUTPUT_TABLES = ("observations", "record_map", "id_map", "users", "rejected_links", "blocked_values")
 # The intermediate tables are temporary: in memory as far as DuckDB's memory limit allows, spilled beyond it, never

@@ -114,9 +114,9 @@ def keyed_hash_series(key: bytes | None, texts: pl.Series, engine: str = "auto")
         digests = keyed_hashes(key, texts.drop_nulls().to_list())
         out = pl.Series("digest", [None] * len(texts), dtype=pl.String)
         return out.scatter(texts.is_not_null().arg_true(), digests) if digests else out
-    import duckdb
+    from identity.connection import connect
 
-    with duckdb.connect() as con:
+    with connect() as con:
         con.register("texts", pl.DataFrame({"text": texts}).to_arrow())
         expression, params = keyed_hash_sql(key, "text")
         digests = con.sql(f"select {expression} as digest from texts", params=params or None).pl()["digest"]

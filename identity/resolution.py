@@ -482,9 +482,9 @@ def _digest_phones(phones: pl.Series, digests: set[str], engine: str = "auto") -
     if not any(by_length.values()):
         return found  # nothing to look for: the phones are not even made distinct
     if hash_engine(engine) == "duckdb":
-        import duckdb
+        from identity.connection import connect
 
-        with duckdb.connect() as con:
+        with connect() as con:
             con.register("phones", pl.DataFrame({"phone": phones}, schema={"phone": pl.String}).to_arrow())
             con.execute("create temp table distinct_phones as select distinct phone from phones")
             for length, function in ((32, "md5"), (64, "sha256")):

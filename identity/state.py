@@ -344,17 +344,6 @@ def stage_state(
     return StagedState(tables=tuple(tables), rows=rows)
 
 
-def connect(database: str | os.PathLike, read_only: bool = False):
-    """A DuckDB connection to the file `database` that draws no progress bar. DuckDB otherwise draws one on stdout
-    for any query running longer than two seconds, terminal or not: into the CLI's output and the pipeline's logs
-    (the setting is per connection; DuckDB refuses it in `connect`'s config)."""
-    import duckdb
-
-    con = duckdb.connect(str(database), read_only=read_only)
-    con.execute("set enable_progress_bar = false")
-    return con
-
-
 # The high-cardinality text of the two largest tables is stored with zstd. DuckDB's default for text (dict_fsst)
 # spent nearly twice the time on it: `links` at 26M rows took 92 s against 52 s, for 1.67 GB against 1.77 GB.
 # Both tables are rewritten every run and read rarely (explain, incremental runs, forget).

@@ -14,10 +14,10 @@ import csv
 import sys
 from pathlib import Path
 
-import duckdb
 import polars as pl
 
 import identity
+from identity.connection import connect
 from identity.privacy import (
     MissingKeyError,
     ad_platform_hash,
@@ -81,7 +81,7 @@ def _forget(args: argparse.Namespace) -> int:
     if not settings.database.exists():
         raise FileNotFoundError(f"no warehouse at {settings.database}")
     with WarehouseLock(settings.database):
-        with duckdb.connect(str(settings.database)) as con:
+        with connect(str(settings.database)) as con:
             report = forget(
                 con,
                 given,
@@ -107,7 +107,7 @@ def _forget(args: argparse.Namespace) -> int:
 
 def _audience(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    with duckdb.connect(str(settings.database), read_only=True) as con:
+    with connect(str(settings.database), read_only=True) as con:
         stages = {row[0] for row in con.sql("select distinct lifecycle_stage from marts.dim_users").fetchall()}
         if args.segment != "all" and args.segment not in stages:
             raise ValueError(f"segment {args.segment!r} has nobody; segments: {', '.join(sorted(map(str, stages)))}")

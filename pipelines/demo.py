@@ -15,6 +15,7 @@ import polars as pl
 from dagster import DagsterInstance
 
 import identity
+from identity.connection import connect
 from identity.privacy import DEMO_KEY_ENV, KEY_ENV, MissingKeyError, demo_key_notice, hmac_key
 from pipelines.settings import DEFAULT_LANDING, REPO_ROOT, Settings
 
@@ -124,10 +125,10 @@ def main() -> int:
     if not ok:
         print(f"The pipeline run failed after {elapsed:.1f}s; see the log above.", file=sys.stderr)
         return 1
-    with duckdb.connect(str(settings.database), read_only=True) as con:
+    with connect(str(settings.database), read_only=True) as con:
         print(format_summary(summarize(con), score(con, settings)))
     print(f"Pipeline run: {elapsed:.1f}s. Warehouse: {settings.database}")
-    with duckdb.connect(str(settings.analyst_path), read_only=True) as con:
+    with connect(str(settings.analyst_path), read_only=True) as con:
         tables, published_at = con.sql("select count(*), max(published_at) from oneid.published_tables").fetchall()[0]
     print(f"Analyst database ({tables} tables of marts and lookups, published {published_at:%Y-%m-%d %H:%M:%S} "
           f"China time; open it read-only, see docs/analysts.md): {settings.analyst_path}")

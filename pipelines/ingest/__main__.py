@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-import duckdb
+from identity.connection import connect
 
 from .catalog import CANONICAL_SOURCES
 from .config import ConfigError, load_config
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    con = duckdb.connect(args.db)
+    con = connect(args.db)
     try:
         reports = [ingest_source(con, s, args.landing, config) for s in (args.source or config.sources)]
     finally:

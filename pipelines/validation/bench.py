@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 
+from identity.connection import connect
 from pipelines.ingest.load import ensure_schema
 from pipelines.settings import REPO_ROOT
 
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = load_config(args.config)
     with tempfile.TemporaryDirectory() as tmp:
-        con = duckdb.connect(str(Path(tmp) / "bench.duckdb"))
+        con = connect(str(Path(tmp) / "bench.duckdb"))
         started = time.perf_counter()
         generate(con, args.table, args.rows)
         print(f"generated {args.rows:,} raw.{args.table} rows in {time.perf_counter() - started:.1f}s")

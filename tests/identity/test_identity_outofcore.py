@@ -176,10 +176,3 @@ def test_random_text_is_stored_with_zstd_unless_the_file_is_too_old_for_it(tmp_p
     result = resolve_out_of_core(observations, old)
     _assert_same(expected, old, result.stats)
     assert "ZSTD" not in _compression(old, "record_map", "user_id")
-
-
-def test_no_progress_bar_from_its_connections(tmp_path):
-    from identity.state import connect
-
-    with connect(tmp_path / "oneid.duckdb") as con:
-        assert con.sql("select current_setting('enable_progress_bar')").fetchall() == [(False,)]

@@ -1,0 +1,17 @@
+"""DuckDB connections as identity (and the pipeline, and the benches) open them."""
+
+from __future__ import annotations
+
+import os
+
+
+def connect(database: str | os.PathLike = ":memory:", read_only: bool = False):
+    """A DuckDB connection to `database` (in memory by default) that draws no progress bar. DuckDB otherwise draws
+    one on stdout for any query running longer than two seconds, terminal or not: into the CLI's output, the
+    benches' tables and the pipeline's logs (the setting is per connection; DuckDB refuses it in `connect`'s
+    config)."""
+    import duckdb
+
+    con = duckdb.connect(str(database), read_only=read_only)
+    con.execute("set enable_progress_bar = false")
+    return con
