@@ -12,6 +12,10 @@ def connect(database: str | os.PathLike = ":memory:", read_only: bool = False):
     config)."""
     import duckdb
 
-    con = duckdb.connect(str(database), read_only=read_only)
+    return without_progress_bar(duckdb.connect(str(database), read_only=read_only))
+
+
+def without_progress_bar(con):
+    """`con`, with DuckDB's progress bar turned off (for connections opened elsewhere, e.g. by Dagster's resource)."""
     con.execute("set enable_progress_bar = false")
     return con

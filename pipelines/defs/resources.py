@@ -11,6 +11,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import PrivateAttr
 
 from pipelines.defs.dbt import dbt_executable, dbt_project
+from identity.connection import without_progress_bar
 from identity.privacy import hmac_key
 from pipelines.runlock import WarehouseLock
 from pipelines.settings import Settings
@@ -37,8 +38,7 @@ class LockedDuckDBResource(DuckDBResource):
     def get_connection(self):
         # DuckDB would draw a progress bar on stdout, into the run's logs, for every query over two seconds
         with super().get_connection() as con:
-            con.execute("set enable_progress_bar = false")
-            yield con
+            yield without_progress_bar(con)
 
 
 class OneIdPaths(ConfigurableResource):
