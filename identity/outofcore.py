@@ -52,6 +52,11 @@ OUTPUT_TABLES = ("observations", "record_map", "id_map", "users", "rejected_link
 # The intermediate tables are temporary: in memory as far as DuckDB's memory limit allows, spilled beyond it, never
 # written to the database file (written, the numbering at 30M took 31.6 s instead of 21.8), gone with the connection
 _WORK = "temp.main"
+# ...except the two numbered tables, which hold every record and every identity key with their strings and are read
+# until the end: at 100M links DuckDB spilled them to its temporary files to make room for the integers' joins;
+# in the file they are written once and leave memory for free (100M: 433-465 s against 501-504 s; docs/identity.md)
+RECORDS, OBSERVED = "_oneid_records", "_oneid_observed"
+_NUMBERED = (RECORDS, OBSERVED)
 # DuckDB's memory limit while numpy works on the integers: DuckDB is idle then, and a low limit makes it give back
 # the memory it holds as a cache
 IDLE_DUCKDB_MEMORY = "256MB"
@@ -145,7 +150,7 @@ def resolve_out_of_core(
         if threads:
             con.execute(f"set threads = {int(threads)}")
         try:
-            for table in OUTPUT_TABLES:
+            for table in (*OUTPUT_TABLES, *_NUMBERED):
                 con.execute(f"drop table if exists {table}")
             _load_normalized(con, observations, config, batch_rows)
             lap("normalize")
@@ -165,9 +170,11 @@ def resolve_out_of_core(
                 con.execute(f"alter table observations drop column {column}")
         except BaseException:
             # no half-made tables for anyone to read: a failed run leaves none of the output tables
-            for table in OUTPUT_TABLES:
+            for table in (*OUTPUT_TABLES, *_NUMBERED):
                 con.execute(f"drop table if exists {table}")
             raise
+        for table in _NUMBERED:
+            con.execute(f"drop table {table}")
         con.execute("checkpoint")
         lap("outputs")
     return OutOfCoreResult(database=str(database), stats=stats, timings=lap.seconds, peak_mb=lap.peak_mb)
@@ -219,8 +226,8 @@ def _translate_and_number(con, config: IdentityConfig) -> tuple[dict[str, int], 
     numbers its rows in that order. A sort alone is cheaper than a window's `row_number()` (9.3 s against 11.8
     at 30M observed keys), and the output tables can then be laid beside these positionally, without joins."""
     w = _WORK
-    con.execute("""
-        create temp table records as
+    con.execute(f"""
+        create table {RECORDS} as
         select distinct source, record_id, _rh from observations order by source, record_id
     """)
     # every id_type, and whether any of its rows is usable, in one scan
@@ -265,12 +272,12 @@ def _translate_and_number(con, config: IdentityConfig) -> tuple[dict[str, int], 
     # A link key differs from its observed key only for a translated hash: its link key (phone, '', p) is the
     # observed key of the plain phone p, which is usable whenever the translated row still is. So the observed
     # keys, numbered once, number the link keys too.
-    con.execute("""
-        create temp table observed as
+    con.execute(f"""
+        create table {OBSERVED} as
         select distinct id_type, scope, id_value, _oh from observations where usable order by id_type, scope, id_value
     """)
     types = list(type_usable)
-    sources = [row[0] for row in con.execute(f"select distinct source from {w}.records").fetchall()]
+    sources = [row[0] for row in con.execute(f"select distinct source from {RECORDS}").fetchall()]
     type_rank = priority_ranks(config.id_type_priority, types + (["phone"] if hash_types else []))
     source_rank = priority_ranks(config.source_priority, sources)
     for table, column, ranks in (("type_priority", "id_type", type_rank), ("source_priority", "source", source_rank)):
@@ -322,14 +329,14 @@ def _link_integers(con, type_rank: dict[str, int], source_rank: dict[str, int]) 
     con.execute(f"""
         create temp table translated_keys as
         select t._row, ok.rowid as k from {w}.translated t
-        join {w}.observed ok on ok.id_type = 'phone' and ok.scope = '' and ok.id_value = t.link_value
+        join {OBSERVED} ok on ok.id_type = 'phone' and ok.scope = '' and ok.id_value = t.link_value
     """)
     for on_hashes in (True, False):
         if _stream_link_integers(con, type_rank, source_rank, link_join_conditions(on_hashes), arrays, count):
             break
     else:
         raise RuntimeError(f"expected {count} link rows from DuckDB, got more joining on the strings")
-    (n_records,) = con.execute(f"select count(*) from {w}.records").fetchall()[0]
+    (n_records,) = con.execute(f"select count(*) from {RECORDS}").fetchall()[0]
     return _Links(**arrays, n_records=n_records)
 
 
@@ -344,8 +351,8 @@ def _stream_link_integers(con, type_rank, source_rank, conditions: tuple[str, st
                    * {len(source_rank)} + sp.priority as prefix,
                coalesce(epoch_us(o.observed_at), {_NULL_TIME}) as time, o._row as row
         from observations o
-        join {w}.records r on {on_record}
-        join {w}.observed ok on {on_key}
+        join {RECORDS} r on {on_record}
+        join {OBSERVED} ok on {on_key}
         left join {w}.translated_keys tk on tk._row = o._row
         join {w}.type_priority tp on tp.id_type = o.id_type
         join {w}.source_priority sp on sp.source = o.source
@@ -436,7 +443,7 @@ def _resolve_integers(con, links: _Links, config, type_rank, source_rank, engine
     del is_link_key
     # per observed key (numbered in text order, so each (id_type, scope) is one run of keys): type rank and class
     runs = con.execute(
-        f"select id_type, scope, min(rowid), count(*) from {w}.observed group by 1, 2 order by 3"
+        f"select id_type, scope, min(rowid), count(*) from {OBSERVED} group by 1, 2 order by 3"
     ).fetchall()
     class_of = unique_classes([(kind, scope) for kind, scope, _, _ in runs], type_rank, config.unique_types)
     lengths = [length for *_, length in runs]
@@ -560,8 +567,8 @@ def _write_outputs(con, out: _Outcome, id_key: bytes | None) -> dict:
             select u.u, coalesce(ok.id_type || chr(9) || ok.scope || chr(9) || ok.id_value,
                                  r.source || '/' || r.record_id) as anchor
             from {w}.user_rows u
-            left join {w}.observed ok on ok.rowid = u.okey
-            left join {w}.records r on r.rowid = u.rid
+            left join {OBSERVED} ok on ok.rowid = u.okey
+            left join {RECORDS} r on r.rowid = u.rid
         )
         order by u
     """, params=params or None).pl().rechunk()
@@ -575,13 +582,13 @@ def _write_outputs(con, out: _Outcome, id_key: bytes | None) -> dict:
     )[by_id].select(list(USERS_SCHEMA)).cast(USERS_SCHEMA))
     del users, by_id
     _create_from_frame(con, "record_map", pl.DataFrame({"user_id": user_ids.gather(out.record_user)}),
-                       f"select r.source, r.record_id, x.user_id from {w}.records r positional join _frame x")
+                       f"select r.source, r.record_id, x.user_id from {RECORDS} r positional join _frame x")
     # a kept observed key's user; null for the keys that were shared (which are not in id_map)
-    (n_observed,) = con.execute(f"select count(*) from {w}.observed").fetchall()[0]
+    (n_observed,) = con.execute(f"select count(*) from {OBSERVED}").fetchall()[0]
     user_of_key = pl.Series(np.full(n_observed, -1, dtype=np.int64)).scatter(out.kept_observed, out.observed_user)
     _create_from_frame(
         con, "id_map", pl.DataFrame({"user_id": user_ids.gather(user_of_key.set(user_of_key < 0, None))}),
-        f"""select o.id_type, o.scope, o.id_value, x.user_id from {w}.observed o positional join _frame x
+        f"""select o.id_type, o.scope, o.id_value, x.user_id from {OBSERVED} o positional join _frame x
             where x.user_id is not null""",
     )
     del user_of_key
@@ -594,7 +601,7 @@ def _write_outputs(con, out: _Outcome, id_key: bytes | None) -> dict:
         "reason": "unique_conflict:" + pl.Series(out.class_types, dtype=pl.String).gather(out.refused_class),
     }), f"""
         select r.source, r.record_id, o.id_type, o.scope, o.id_value, x.user_id, x.conflicting_user_id, x.reason
-        from _frame x join {w}.records r on r.rowid = x.rid join {w}.observed o on o.rowid = x.k
+        from _frame x join {RECORDS} r on r.rowid = x.rid join {OBSERVED} o on o.rowid = x.k
         order by x.n
     """)
     con.execute(f"""

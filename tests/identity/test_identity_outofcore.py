@@ -124,6 +124,23 @@ def test_bad_input_names_the_file_and_rows_and_leaves_no_tables(tmp_path):
         resolve_out_of_core(str(tmp_path / "c.parquet"), database)
 
 
+
+def test_a_run_failing_after_the_numbering_leaves_no_tables(tmp_path, monkeypatch):
+    """The numbered records and keys are tables in the file (not temporary): a failure must drop them too."""
+    import identity.outofcore as outofcore
+
+    def failing(*args, **kwargs):
+        raise MemoryError("out of memory in the integers")
+
+    monkeypatch.setattr(outofcore, "_link_integers", failing)
+    database = tmp_path / "oneid.duckdb"
+    observations = frame([("crm", "c1", "phone", "", "13912345678", None, None)] * 3)
+    with pytest.raises(MemoryError):
+        resolve_out_of_core(observations, database)
+    with duckdb.connect(str(database), read_only=True) as con:
+        assert con.execute("select count(*) from information_schema.tables").fetchall() == [(0,)]
+
+
 @pytest.mark.parametrize(
     "rows",
     [[("orders", "o1", "phone", "", "13800138000", None, None), ("orders", "o2", "phone", "", "-", None, None)], []],
