@@ -46,7 +46,7 @@ from identity.resolution import (
     user_id_order,
     without_shared,
 )
-from identity.state import ZSTD_COLUMNS, ZSTD_STORAGE_VERSION, create_table_sql, storage_version
+from identity.state import ZSTD_COLUMNS, create_table_from_query, create_table_sql, holds_zstd
 
 OUTPUT_TABLES = ("observations", "record_map", "id_map", "users", "rejected_links", "blocked_values")
 # The intermediate tables are temporary: in memory as far as DuckDB's memory limit allows, spilled beyond it, never
@@ -379,13 +379,10 @@ def _create_from_frame(
     sees as `_frame`. An output table's high-cardinality text (`_ZSTD_COLUMNS`) is stored with zstd."""
     con.register("_frame", frame.to_arrow())
     try:
-        zstd = () if temporary else _zstd_columns(con, table)
-        if zstd:
-            columns = [(row[0], row[1]) for row in con.sql(f"describe {query}").fetchall()]
-            con.execute(create_table_sql("main", table, columns, zstd))
-            con.execute(f"insert into {table} {query}")
+        if temporary:
+            con.execute(f"create temp table {table} as {query}")
         else:
-            con.execute(f"create {'temp ' if temporary else ''}table {table} as {query}")
+            create_table_from_query(con, "main", table, query, _zstd_columns(con, table))
     finally:
         con.unregister("_frame")
 
@@ -402,8 +399,7 @@ _ZSTD_COLUMNS = {
 
 def _zstd_columns(con, table: str) -> tuple[str, ...]:
     """The columns of `table` to store with zstd: none in a database file made for a DuckDB that cannot read them."""
-    version = storage_version(con)
-    return _ZSTD_COLUMNS.get(table, ()) if version is not None and version >= ZSTD_STORAGE_VERSION else ()
+    return _ZSTD_COLUMNS.get(table, ()) if holds_zstd(con) else ()
 
 
 @dataclass

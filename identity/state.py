@@ -370,11 +370,27 @@ def storage_version(con) -> tuple[int, ...] | None:
     return tuple(int(d) for d in digits) if all(d.isdigit() for d in digits) else None
 
 
+def holds_zstd(con) -> bool:
+    """Whether the connection's database file can hold zstd columns (made for DuckDB 1.2 or later)."""
+    version = storage_version(con)
+    return version is not None and version >= ZSTD_STORAGE_VERSION
+
+
+def create_table_from_query(con, schema: str, table: str, query: str, zstd: tuple[str, ...] = ()) -> None:
+    """`create or replace table` holding the rows of `query` (in its order), the columns named in `zstd` stored
+    with zstd; plain `create table as` without them."""
+    if not zstd:
+        con.execute(f'create or replace table "{schema}"."{table}" as {query}')
+        return
+    columns = [(row[0], row[1]) for row in con.sql(f"describe {query}").fetchall()]
+    con.execute(create_table_sql(schema, table, columns, zstd))
+    con.execute(f'insert into "{schema}"."{table}" {query}')
+
+
 def load_staged(con, staged: StagedState) -> None:
     """Replaces the tables with the staged files in one transaction: a failed load leaves the previous state
     whole."""
-    version = storage_version(con)
-    zstd_ok = version is not None and version >= ZSTD_STORAGE_VERSION
+    zstd_ok = holds_zstd(con)
     # Row order is not part of any identity table, and letting DuckDB insert unordered lets it use every core
     # (a quarter less time on the 13M-row tables of 1M persons).
     con.execute("set preserve_insertion_order = false")
@@ -382,14 +398,8 @@ def load_staged(con, staged: StagedState) -> None:
         with transaction(con):
             for schema, table, files in staged.tables:
                 con.execute(f'create schema if not exists "{schema}"')
-                source = f"read_parquet('{_sql_text(files)}')"
                 zstd = ZSTD_COLUMNS.get(table, ()) if zstd_ok else ()
-                if zstd:
-                    columns = [(row[0], row[1]) for row in con.sql(f"describe select * from {source}").fetchall()]
-                    con.execute(create_table_sql(schema, table, columns, zstd))
-                    con.execute(f'insert into "{schema}"."{table}" select * from {source}')
-                else:
-                    con.execute(f'create or replace table "{schema}"."{table}" as select * from {source}')
+                create_table_from_query(con, schema, table, f"select * from read_parquet('{_sql_text(files)}')", zstd)
     finally:
         con.execute("reset preserve_insertion_order")
 
