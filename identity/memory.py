@@ -3,10 +3,12 @@
 On the virtual machines this is measured on (2 cores), memory the process takes from the system for the first
 time costs far more than the work done in it: every 4 KB page is zeroed by the kernel on first touch, and the
 pages of a freed array go back to the system and are zeroed again for the next one. At 10M links `resolve`
-touched 2.6M pages (10 GB) for a 5.8 GB peak, and about a quarter of its CPU time was the kernel's. Two of the
-three allocators in the process are tuned here, for the duration of one call (docs/identity.md, "Sorts, threads
-and the allocator"): numpy's huge pages, and glibc's malloc, which numpy allocates its arrays with. (polars'
-jemalloc can only be set before polars is imported: `_RJEM_MALLOC_CONF`, which the bench sets.)
+touched 2.6M pages (10 GB) for a 5.8 GB peak, and about a quarter of its CPU time was the kernel's. A 2 MB
+transparent huge page the host has taken back costs more still: about 10 s per GB to fill against 0.5 s for 4 KB
+pages (docs/identity.md, "The machine's memory"). Set here for the duration of one call (docs/identity.md,
+"Sorts, threads and the allocator"): transparent huge pages off for the whole process, numpy's own huge pages off,
+and glibc's malloc, which numpy allocates its arrays with, keeping its freed blocks. (polars' jemalloc can only
+be set before polars is imported: `_RJEM_MALLOC_CONF`, which the bench sets.)
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import ctypes.util
 import functools
 import os
 import platform
+import sys
 import threading
 
 import numpy as np
@@ -40,8 +43,26 @@ def _glibc() -> ctypes.CDLL | None:
         return None
 
 
-_lock = threading.Lock()
-_depth = 0  # calls in progress that asked for the heap to be kept (nested or in other threads)
+class _HeldSetting:
+    """A process-wide setting made when the first of the calls that ask for it starts and undone when the last of
+    them ends, whether they are nested or run in other threads."""
+
+    def __init__(self, make, undo) -> None:
+        self._make, self._undo = make, undo
+        self._lock = threading.Lock()
+        self._depth = 0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self._depth += 1
+            if self._depth == 1:
+                self._make()
+
+    def __exit__(self, *exc_info) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                self._undo()
 
 
 def malloc_trim() -> bool:
@@ -73,24 +94,88 @@ def reusing_freed_heap(function):
 
     @functools.wraps(function)
     def run(*args, **kwargs):
-        global _depth
-        libc = _glibc()
-        if libc is None or _caller_tuned_malloc():
+        if _glibc() is None or _caller_tuned_malloc():
             return function(*args, **kwargs)
-        with _lock:
-            _depth += 1
-            if _depth == 1:
-                libc.mallopt(_M_MMAP_MAX, 0)
-                libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_FREED)
-        try:
+        with _KEPT_HEAP:
             return function(*args, **kwargs)
-        finally:
-            with _lock:
-                _depth -= 1
-                if _depth == 0:
-                    libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-                    libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
-                    libc.malloc_trim(0)
+
+    return run
+
+
+def _keep_heap() -> None:
+    libc = _glibc()
+    libc.mallopt(_M_MMAP_MAX, 0)
+    libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_FREED)
+
+
+def _default_heap() -> None:
+    libc = _glibc()
+    libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+    libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+    libc.malloc_trim(0)
+
+
+_KEPT_HEAP = _HeldSetting(_keep_heap, _default_heap)
+
+# prctl options (linux/prctl.h): transparent huge pages off for the calling process and its later children
+_PR_SET_THP_DISABLE, _PR_GET_THP_DISABLE = 41, 42
+
+
+@functools.cache
+def _prctl():
+    """The C library's prctl, or None off Linux (where there are no transparent huge pages to turn off)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def transparent_hugepages_disabled() -> bool | None:
+    """Whether Linux's transparent huge pages are off for this process; None where that cannot be asked."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    answer = prctl(_PR_GET_THP_DISABLE, 0, 0, 0, 0)
+    return None if answer < 0 else bool(answer)
+
+
+_thp_before: list[bool] = []  # the process's own setting when the outermost call started
+
+
+def _disable_thp() -> None:
+    before = transparent_hugepages_disabled()
+    _thp_before[:] = [] if before is None else [before]
+    if before is False:
+        _prctl()(_PR_SET_THP_DISABLE, 1, 0, 0, 0)
+
+
+def _restore_thp() -> None:
+    if _thp_before == [False]:
+        _prctl()(_PR_SET_THP_DISABLE, 0, 0, 0, 0)
+
+
+_NO_THP = _HeldSetting(_disable_thp, _restore_thp)
+
+
+def without_transparent_hugepages(function):
+    """Runs `function` with Linux's transparent huge pages off for the whole process (every allocator in it:
+    numpy's, polars', DuckDB's), and puts the process's setting back after.
+
+    On the virtual machines this is measured on, the host takes back memory the guest has freed, 2 MB at a time,
+    and a huge page it has taken back costs about 10 s per GB to fill again, against 0.5 s for 4 KB pages
+    (2026-12-07, a fresh process filling 1 GB after a few seconds' pause, alternating). `resolve_out_of_core` at
+    10M links took 700-830 huge pages in its DuckDB phases and spent 12.1-13.3 s in the kernel, against 5.7 s with
+    them off; 28.6-30.7 s against 24.9-25.1 s in all (three alternating pairs). Where huge pages are cheap they
+    save TLB misses on random access, but the union-find kernel's arrays are numpy's, which ran without them
+    already (`without_numpy_hugepages`). Where prctl is refused (a sandbox) or absent, nothing changes.
+    """
+
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        with _NO_THP:
+            return function(*args, **kwargs)
 
     return run
 
@@ -122,5 +207,5 @@ def without_numpy_hugepages(function):
 
 
 def for_large_arrays(function):
-    """Both settings above around `function`."""
-    return reusing_freed_heap(without_numpy_hugepages(function))
+    """The three settings above around `function`."""
+    return reusing_freed_heap(without_transparent_hugepages(without_numpy_hugepages(function)))

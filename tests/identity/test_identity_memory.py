@@ -1,6 +1,6 @@
 """identity.memory: large arrays come from glibc's heap while resolving (not mapped and unmapped one by one), and
 glibc's defaults are back after; nothing changes where the caller tuned malloc or where there is no glibc. numpy's
-huge pages are off while resolving and back after."""
+huge pages, and Linux's transparent huge pages for the whole process, are off while resolving and back after."""
 
 import ctypes
 import platform
@@ -113,3 +113,58 @@ def test_numpy_hugepages_are_off_while_resolving_and_back_after(monkeypatch):
 @glibc_only
 def test_malloc_trim_reports_glibc():
     assert memory.malloc_trim() is True
+
+
+linux_thp = pytest.mark.skipif(
+    memory.transparent_hugepages_disabled() is None, reason="no prctl for transparent huge pages here"
+)
+
+
+def _set_thp_disabled(disabled: bool) -> None:
+    assert memory._prctl()(memory._PR_SET_THP_DISABLE, int(disabled), 0, 0, 0) == 0
+
+
+@linux_thp
+def test_transparent_hugepages_are_off_while_resolving_and_back_after(monkeypatch):
+    before = memory.transparent_hugepages_disabled()
+    _set_thp_disabled(False)
+    try:
+        seen = _seen_inside_resolve(monkeypatch, memory.transparent_hugepages_disabled)
+        assert seen == [True] and memory.transparent_hugepages_disabled() is False
+    finally:
+        _set_thp_disabled(before)
+
+
+@linux_thp
+def test_a_process_that_turned_huge_pages_off_itself_keeps_them_off():
+    before = memory.transparent_hugepages_disabled()
+    _set_thp_disabled(True)
+    try:
+        assert memory.without_transparent_hugepages(memory.transparent_hugepages_disabled)() is True
+        assert memory.transparent_hugepages_disabled() is True
+    finally:
+        _set_thp_disabled(before)
+
+
+@linux_thp
+def test_huge_pages_come_back_only_when_the_outermost_of_nested_and_failing_calls_ends():
+    before = memory.transparent_hugepages_disabled()
+    _set_thp_disabled(False)
+    seen = []
+
+    @memory.without_transparent_hugepages
+    def inner():
+        seen.append(memory.transparent_hugepages_disabled())
+        raise KeyError("boom")
+
+    @memory.without_transparent_hugepages
+    def outer():
+        with pytest.raises(KeyError):
+            inner()
+        seen.append(memory.transparent_hugepages_disabled())  # still the outer call's setting
+
+    try:
+        outer()
+        assert seen == [True, True] and memory.transparent_hugepages_disabled() is False
+    finally:
+        _set_thp_disabled(before)
