@@ -30,7 +30,10 @@ process so that the peak RSS printed is that method's alone:
 The baselines compute plain connectivity over raw values (no normalization, blocklist, uniqueness rule or order),
 so they are floors for the graph part, not equivalents. Times exclude reading the Parquet file; the DuckDB
 methods load it into an in-memory table first, untimed, like the engine's input frame. After each size, the
-issue's two speed ratios: the engine against the floor and networkx against the engine.
+issue's two speed ratios: the engine against the floor and networkx against the engine. Per method it also
+prints the timed section's system seconds and page faults, and per size what each of 4 GB of new memory takes
+to fill at that moment: on the virtual machines this is measured on, that price moved from 0.2 to 10 s per GB
+between days and hours, and with it every method's wall time (docs/identity.md, "The machine's memory").
 
 Accuracy: samplegen generates a brand with ground truth under adversarial noise; the ingest library loads it
 into a DuckDB warehouse, pipelines.observations turns it into observations, identity.resolve() resolves them with
@@ -82,6 +85,46 @@ def _parquet(path: str) -> str:
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+class _Stopwatch:
+    """Wall, CPU and system seconds and page faults of one timed section of a method. On the virtual machines
+    this is measured on, memory the process takes from the system costs from 0.2 to 10 s per GB depending on
+    the hour and on how much the process already holds (see `fresh_memory_seconds`), so system seconds and page
+    faults tell whether a slower run did more work or met dearer memory."""
+
+    def __init__(self) -> None:
+        self._wall, self._usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+
+    def figures(self) -> dict:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "seconds": time.perf_counter() - self._wall,
+            "cpu_seconds": usage.ru_utime + usage.ru_stime - self._usage.ru_utime - self._usage.ru_stime,
+            "system_seconds": usage.ru_stime - self._usage.ru_stime,
+            "page_faults": usage.ru_minflt + usage.ru_majflt - self._usage.ru_minflt - self._usage.ru_majflt,
+        }
+
+
+def fresh_memory_seconds(gigabytes: int = 4) -> list[float]:
+    """Seconds to fill each of `gigabytes` GB of memory this process has never used (numpy arrays written once,
+    all kept, under the memory settings `resolve` runs with): the price the machine asks right now for the pages a
+    method takes from the system. On an idle laptop about 0.2 s per GB. On the virtual machines of this project,
+    on 2026-12-07, the first 2-3 GB took 0.4-0.6 s each and every GB past them 8-13 s: the host takes back memory
+    the guest has freed within about a second (`page_reporting`) and hands it out again page by page; on other
+    days 12 GB took 1.4-11.5 s (docs/identity.md, "The machine's memory")."""
+    from identity.memory import for_large_arrays
+
+    @for_large_arrays
+    def fill() -> list[float]:
+        kept, seconds = [], []
+        for _ in range(gigabytes):
+            clock = time.perf_counter()
+            kept.append(np.ones(2**30 // 8, dtype=np.int64))
+            seconds.append(time.perf_counter() - clock)
+        return seconds
+
+    return fill()
 
 
 def synthetic_observations(n_links: int, seed: int = 7, part: int = 0) -> pl.DataFrame:
@@ -225,28 +268,25 @@ select count(distinct comp) from cc
 def method_floor(path: str) -> dict:
     con = _duckdb_with_observations(path)
     rss = _rss_mb()
-    clock, cpu = time.perf_counter(), time.process_time()
+    watch = _Stopwatch()
     con.execute("create temp table d as select distinct id_type, scope, id_value from obs")
-    seconds, cpu_seconds = time.perf_counter() - clock, time.process_time() - cpu
+    timed = watch.figures()
     (values,) = con.sql("select count(*) from d").fetchall()[0]
-    result = f"{values:,} distinct values"
-    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "rss_before_mb": rss, "result": result}
+    return {**timed, "rss_before_mb": rss, "result": f"{values:,} distinct values"}
 
 
 def method_engine(path: str) -> dict:
     identity.resolve(synthetic_observations(1000, seed=1))  # numba's compiled kernel from its cache
     observations = pl.read_parquet(path)
     rss = _rss_mb()
-    clock, cpu = time.perf_counter(), time.process_time()
+    watch = _Stopwatch()
     resolution = identity.resolve(observations)
-    seconds, cpu_seconds = time.perf_counter() - clock, time.process_time() - cpu
-    return _resolution_figures(seconds, cpu_seconds, rss, resolution.timings, resolution.stats)
+    return _resolution_figures(watch.figures(), rss, resolution.timings, resolution.stats)
 
 
-def _resolution_figures(seconds: float, cpu_seconds: float, rss: float, timings: dict, stats: dict) -> dict:
+def _resolution_figures(timed: dict, rss: float, timings: dict, stats: dict) -> dict:
     return {
-        "seconds": seconds,
-        "cpu_seconds": cpu_seconds,
+        **timed,
         "rss_before_mb": rss,
         "phases": {name: round(value, 2) for name, value in timings.items()},
         "result": f"{stats['users']:,} users, {stats['links_rejected']:,} rejected, {stats['values_shared']:,} shared",
@@ -260,11 +300,11 @@ def method_outofcore(path: str) -> dict:
     identity.resolve(synthetic_observations(1000, seed=1))  # numba's compiled kernel from its cache
     rss = _rss_mb()
     with tempfile.TemporaryDirectory(prefix="oneid_outofcore_") as folder:
-        clock, cpu = time.perf_counter(), time.process_time()
+        watch = _Stopwatch()
         result = resolve_out_of_core(path, Path(folder) / "oneid.duckdb", memory_limit=OUTOFCORE_DUCKDB_MEMORY)
-        seconds, cpu_seconds = time.perf_counter() - clock, time.process_time() - cpu
+        timed = watch.figures()
         size = os.path.getsize(Path(folder) / "oneid.duckdb") / 1e9
-    figures = _resolution_figures(seconds, cpu_seconds, rss, result.timings, result.stats)
+    figures = _resolution_figures(timed, rss, result.timings, result.stats)
     figures["result"] += f"; database {size:.1f} GB, DuckDB memory limit {OUTOFCORE_DUCKDB_MEMORY}"
     return {**figures, "peaks": result.peak_mb}
 
@@ -293,16 +333,17 @@ def method_incremental(path: str, whole_records: bool = False) -> dict:
 
     rest, batch = _warm_and_split(path, whole_records)
     rss = _rss_mb()
-    clock, cpu = time.perf_counter(), time.process_time()
+    watch = _Stopwatch()
     first = run(rest)
-    full_seconds, full_cpu = time.perf_counter() - clock, time.process_time() - cpu
-    clock, cpu = time.perf_counter(), time.process_time()
+    full = watch.figures()
+    full_seconds, full_cpu = full["seconds"], full["cpu_seconds"]
+    watch = _Stopwatch()
     second = run(batch, state=first.state, incremental=True)
-    seconds, cpu_seconds = time.perf_counter() - clock, time.process_time() - cpu
+    timed = watch.figures()
+    seconds, cpu_seconds = timed["seconds"], timed["cpu_seconds"]
     what = "records, whole" if whole_records else "rows"
     return {
-        "seconds": seconds,
-        "cpu_seconds": cpu_seconds,
+        **timed,
         "rss_before_mb": rss,
         # select, stable_ids and tables are the incremental bookkeeping, the rest is resolve() on the part
         "phases": {name: round(value, 2) for name, value in second.resolution.timings.items()},
@@ -365,24 +406,24 @@ def method_scipy(path: str) -> dict:
 
     con = _duckdb_with_observations(path)
     rss = _rss_mb()
-    clock = time.perf_counter()
+    watch = _Stopwatch()
     con.execute(_FACTORIZE)
     n = con.sql("select count(*) from nodes").fetchall()[0][0]
     edges = con.sql("select src, dst from edges").fetchnumpy()
     graph = coo_matrix((np.ones(len(edges["src"]), dtype=np.int8), (edges["src"], edges["dst"])), shape=(n, n))
     components, _ = connected_components(graph.tocsr(), directed=False)
-    seconds = time.perf_counter() - clock
-    return {"seconds": seconds, "rss_before_mb": rss, "result": f"{components:,} components"}
+    timed = watch.figures()
+    return {**timed, "rss_before_mb": rss, "result": f"{components:,} components"}
 
 
 def method_duckdb_cte(path: str) -> dict:
     con = _duckdb_with_observations(path)
     rss = _rss_mb()
-    clock = time.perf_counter()
+    watch = _Stopwatch()
     con.execute(_FACTORIZE)
     components = con.sql(_CTE).fetchall()[0][0]
-    seconds = time.perf_counter() - clock
-    return {"seconds": seconds, "rss_before_mb": rss, "result": f"{components:,} components"}
+    timed = watch.figures()
+    return {**timed, "rss_before_mb": rss, "result": f"{components:,} components"}
 
 
 def method_networkx(path: str) -> dict:
@@ -390,14 +431,14 @@ def method_networkx(path: str) -> dict:
 
     con = _duckdb_with_observations(path)
     rss = _rss_mb()
-    clock = time.perf_counter()
+    watch = _Stopwatch()
     con.execute(_FACTORIZE)
     edges = con.sql("select src, dst from edges").fetchnumpy()
     graph = nx.Graph()
     graph.add_edges_from(zip(edges["src"].tolist(), edges["dst"].tolist()))
     components = sum(1 for _ in nx.connected_components(graph))
-    seconds = time.perf_counter() - clock
-    return {"seconds": seconds, "rss_before_mb": rss, "result": f"{components:,} components (nodes with edges)"}
+    timed = watch.figures()
+    return {**timed, "rss_before_mb": rss, "result": f"{components:,} components (nodes with edges)"}
 
 
 # ---------------------------------------------------------------------------------------------- accuracy
@@ -499,6 +540,9 @@ def _child(args: argparse.Namespace) -> int:
                 synthetic_observations(size, part=part).write_parquet(f"{args.to}/part-{part:03d}.parquet")
         print(json.dumps({"rows": pl.scan_parquet(_parquet(args.to)).select(pl.len()).collect().item()}))
         return 0
+    if args.probe_memory:
+        print(json.dumps({"seconds": fresh_memory_seconds()}))
+        return 0
     if args.method:
         result = globals()[f"method_{args.method}"](_parquet(args.input))
         result["peak_rss_mb"] = _rss_mb()
@@ -561,8 +605,9 @@ def main() -> int:
     parser.add_argument("--method", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--accuracy-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--probe-memory", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.generate or args.method or args.accuracy_child:
+    if args.generate or args.method or args.accuracy_child or args.probe_memory:
         return _child(args)
 
     print(
@@ -579,9 +624,13 @@ def main() -> int:
                     print(f"{size:,} links: generation failed: {made}")
                     return 1
                 print(f"\n{size:,} links requested: {made['rows']:,} observations")
+                probe = _spawn("--probe-memory")
+                if "error" not in probe:
+                    each = ", ".join(f"{seconds:.2f}" for seconds in probe["seconds"])
+                    print(f"  new memory now takes {each} s per GB to fill, GB after GB (see fresh_memory_seconds)")
                 print(
-                    f"  {'method':<12} {'seconds':>9} {'x floor':>8} {'CPU s':>8} {'peak MB':>9} "
-                    f"{'input MB':>9}  result"
+                    f"  {'method':<12} {'seconds':>9} {'x floor':>8} {'CPU s':>8} {'sys s':>7} {'faults':>8} "
+                    f"{'peak MB':>9} {'input MB':>9}  result"
                 )
                 floor = None
                 seconds: dict[str, float] = {}
@@ -601,9 +650,11 @@ def main() -> int:
                         floor = r["seconds"]
                     ratio = f"{r['seconds'] / floor:.1f}" if floor else "-"
                     cpu = f"{r['cpu_seconds']:.2f}" if "cpu_seconds" in r else "-"
+                    system = f"{r['system_seconds']:.2f}" if "system_seconds" in r else "-"
+                    faults = f"{r['page_faults'] / 1e6:.2f}M" if "page_faults" in r else "-"
                     print(
-                        f"  {method:<12} {r['seconds']:>9.2f} {ratio:>8} {cpu:>8} {r['peak_rss_mb']:>9,.0f} "
-                        f"{r['rss_before_mb']:>9,.0f}  {r['result']}"
+                        f"  {method:<12} {r['seconds']:>9.2f} {ratio:>8} {cpu:>8} {system:>7} {faults:>8} "
+                        f"{r['peak_rss_mb']:>9,.0f} {r['rss_before_mb']:>9,.0f}  {r['result']}"
                     )
                     if "phases" in r:
                         print("               phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in r["phases"].items()))

@@ -30,3 +30,20 @@ def test_goal_ratios_are_not_rounded_up_to_the_goal():
     assert "10.11x the floor" in summary
     assert "4.95x faster than networkx" in summary
     assert bench._goal_summary({"floor": 1.0}) == ""
+
+
+def test_stopwatch_tells_waiting_from_working_and_counts_new_pages():
+    import time
+
+    watch = bench._Stopwatch()
+    time.sleep(0.2)
+    waited = watch.figures()
+    assert waited["seconds"] >= 0.2
+    assert waited["cpu_seconds"] < 0.1
+
+    watch = bench._Stopwatch()
+    block = bench.np.ones(64 * 2**20 // 8)  # 64 MB: above glibc's largest mmap threshold, so new pages
+    taken = watch.figures()
+    assert block.sum() == block.size
+    assert taken["page_faults"] >= 32  # at least one fault per 2 MB huge page, 16,384 with 4 KB pages
+    assert taken["system_seconds"] <= taken["cpu_seconds"] <= taken["seconds"] + 0.05
