@@ -123,13 +123,21 @@ _PR_SET_THP_DISABLE, _PR_GET_THP_DISABLE = 41, 42
 
 @functools.cache
 def _prctl():
-    """The C library's prctl, or None off Linux (where there are no transparent huge pages to turn off)."""
+    """prctl(option, value) of the C library (its other arguments zero, every one passed as the unsigned long the
+    kernel reads), or None off Linux, where there are no transparent huge pages to turn off."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        return ctypes.CDLL(None, use_errno=True).prctl
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
+    prctl.restype = ctypes.c_int
+
+    def call(option: int, value: int = 0) -> int:
+        zero = ctypes.c_ulong(0)
+        return prctl(ctypes.c_int(option), ctypes.c_ulong(value), zero, zero, zero)
+
+    return call
 
 
 def transparent_hugepages_disabled() -> bool | None:
@@ -137,8 +145,15 @@ def transparent_hugepages_disabled() -> bool | None:
     prctl = _prctl()
     if prctl is None:
         return None
-    answer = prctl(_PR_GET_THP_DISABLE, 0, 0, 0, 0)
+    answer = prctl(_PR_GET_THP_DISABLE)
     return None if answer < 0 else bool(answer)
+
+
+def set_transparent_hugepages_disabled(disabled: bool) -> bool:
+    """Turns Linux's transparent huge pages off (or back on) for this process and its later children; False
+    where that was refused or cannot be done."""
+    prctl = _prctl()
+    return prctl is not None and prctl(_PR_SET_THP_DISABLE, int(disabled)) == 0
 
 
 _thp_before: list[bool] = []  # the process's own setting when the outermost call started
@@ -148,12 +163,12 @@ def _disable_thp() -> None:
     before = transparent_hugepages_disabled()
     _thp_before[:] = [] if before is None else [before]
     if before is False:
-        _prctl()(_PR_SET_THP_DISABLE, 1, 0, 0, 0)
+        set_transparent_hugepages_disabled(True)
 
 
 def _restore_thp() -> None:
     if _thp_before == [False]:
-        _prctl()(_PR_SET_THP_DISABLE, 0, 0, 0, 0)
+        set_transparent_hugepages_disabled(False)
 
 
 _NO_THP = _HeldSetting(_disable_thp, _restore_thp)

@@ -121,7 +121,8 @@ linux_thp = pytest.mark.skipif(
 
 
 def _set_thp_disabled(disabled: bool) -> None:
-    assert memory._prctl()(memory._PR_SET_THP_DISABLE, int(disabled), 0, 0, 0) == 0
+    assert memory.set_transparent_hugepages_disabled(disabled)
+    assert memory.transparent_hugepages_disabled() is disabled
 
 
 @linux_thp
