@@ -110,7 +110,7 @@ def fresh_memory_seconds(gigabytes: int = 4) -> list[float]:
     """Seconds to fill each of `gigabytes` GB of memory this process has never used (numpy arrays written once,
     all kept, under the memory settings `resolve` runs with): the price the machine asks right now for the pages a
     method takes from the system. On an idle laptop about 0.2 s per GB. On the virtual machines of this project,
-    on 2026-12-07, the first 2-3 GB took 0.4-0.6 s each and every GB past them 8-13 s: the host takes back memory
+    on 2026-12-07, the first 2-3 GB took 0.4-0.7 s each and each GB past them mostly 8-13 s: the host takes back memory
     the guest has freed within about a second (`page_reporting`) and hands it out again page by page; on other
     days 12 GB took 1.4-11.5 s (docs/identity.md, "The machine's memory")."""
     from identity.memory import for_large_arrays

@@ -3,12 +3,13 @@
 On the virtual machines this is measured on (2 cores), memory the process takes from the system for the first
 time costs far more than the work done in it: every 4 KB page is zeroed by the kernel on first touch, and the
 pages of a freed array go back to the system and are zeroed again for the next one. At 10M links `resolve`
-touched 2.6M pages (10 GB) for a 5.8 GB peak, and about a quarter of its CPU time was the kernel's. A 2 MB
-transparent huge page the host has taken back costs more still: about 10 s per GB to fill against 0.5 s for 4 KB
-pages (docs/identity.md, "The machine's memory"). Set here for the duration of one call (docs/identity.md,
-"Sorts, threads and the allocator"): transparent huge pages off for the whole process, numpy's own huge pages off,
-and glibc's malloc, which numpy allocates its arrays with, keeping its freed blocks. (polars' jemalloc can only
-be set before polars is imported: `_RJEM_MALLOC_CONF`, which the bench sets.)
+touched 2.6M pages (10 GB) for a 5.8 GB peak, and about a quarter of its CPU time was the kernel's. On some
+days memory past the first 2-3 GB a process takes costs 8-13 s per GB to fill, and 2 MB transparent huge pages
+cost that from the first GB, where 4 KB pages cost 0.5 s (docs/identity.md, "The machine's memory"). Set here for
+the duration of one call (docs/identity.md, "Sorts, threads and the allocator"): transparent huge pages off for
+the whole process, numpy's own huge pages off, and glibc's malloc, which numpy allocates its arrays with, keeping
+its freed blocks. (polars' jemalloc can only be set before polars is imported: `_RJEM_MALLOC_CONF`, which the
+bench sets.)
 """
 
 from __future__ import annotations
@@ -45,24 +46,26 @@ def _glibc() -> ctypes.CDLL | None:
 
 class _HeldSetting:
     """A process-wide setting made when the first of the calls that ask for it starts and undone when the last of
-    them ends, whether they are nested or run in other threads."""
+    them ends, whether they are nested or run in other threads. `make()` returns what `undo` is given back (the
+    setting it found, say)."""
 
     def __init__(self, make, undo) -> None:
         self._make, self._undo = make, undo
         self._lock = threading.Lock()
         self._depth = 0
+        self._found = None
 
     def __enter__(self) -> None:
         with self._lock:
             self._depth += 1
             if self._depth == 1:
-                self._make()
+                self._found = self._make()
 
     def __exit__(self, *exc_info) -> None:
         with self._lock:
             self._depth -= 1
             if self._depth == 0:
-                self._undo()
+                self._undo(self._found)
 
 
 def malloc_trim() -> bool:
@@ -108,7 +111,7 @@ def _keep_heap() -> None:
     libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_FREED)
 
 
-def _default_heap() -> None:
+def _default_heap(_) -> None:
     libc = _glibc()
     libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
     libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
@@ -156,18 +159,15 @@ def set_transparent_hugepages_disabled(disabled: bool) -> bool:
     return prctl is not None and prctl(_PR_SET_THP_DISABLE, int(disabled)) == 0
 
 
-_thp_before: list[bool] = []  # the process's own setting when the outermost call started
-
-
-def _disable_thp() -> None:
-    before = transparent_hugepages_disabled()
-    _thp_before[:] = [] if before is None else [before]
-    if before is False:
+def _disable_thp() -> bool | None:
+    found = transparent_hugepages_disabled()
+    if found is False:
         set_transparent_hugepages_disabled(True)
+    return found
 
 
-def _restore_thp() -> None:
-    if _thp_before == [False]:
+def _restore_thp(found: bool | None) -> None:
+    if found is False:
         set_transparent_hugepages_disabled(False)
 
 
@@ -179,12 +179,13 @@ def without_transparent_hugepages(function):
     numpy's, polars', DuckDB's), and puts the process's setting back after.
 
     On the virtual machines this is measured on, the host takes back memory the guest has freed, 2 MB at a time,
-    and a huge page it has taken back costs about 10 s per GB to fill again, against 0.5 s for 4 KB pages
-    (2026-12-07, a fresh process filling 1 GB after a few seconds' pause, alternating). `resolve_out_of_core` at
-    10M links took 700-830 huge pages in its DuckDB phases and spent 12.1-13.3 s in the kernel, against 5.7 s with
-    them off; 28.6-30.7 s against 24.9-25.1 s in all (three alternating pairs). Where huge pages are cheap they
-    save TLB misses on random access, but the union-find kernel's arrays are numpy's, which ran without them
-    already (`without_numpy_hugepages`). Where prctl is refused (a sandbox) or absent, nothing changes.
+    and a huge page it has taken back costs about 10 s per GB to fill again, against 0.5 s for the first GBs of
+    4 KB pages (2026-12-07, a fresh process filling 1 GB after a few seconds' pause, alternating).
+    `resolve_out_of_core` at 10M links took 700-830 huge pages in its DuckDB phases and spent 12.1-13.3 s in the
+    kernel, against 5.7 s with them off; 28.6-30.7 s against 24.9-25.1 s in all (three alternating pairs). Where
+    huge pages are cheap they save TLB misses on random access, but the union-find kernel's arrays are numpy's,
+    which ran without them already (`without_numpy_hugepages`). Where prctl is refused (a sandbox) or absent,
+    nothing changes.
     """
 
     @functools.wraps(function)
