@@ -138,9 +138,13 @@ class State:
     # loaded without its per-row tables (observations, links: empty here): enough for a full run, which keeps
     # the ids, not for an incremental one
     partial: bool = False
-    # loaded for one batch (`load_touched_state`): the per-row tables (observations, record_map, id_map, links)
-    # hold only the rows of the users the batch touches, and this many rows of each stayed in the database
+    # loaded for one batch (`load_touched_state`): the per-row tables observations, record_map and id_map hold only
+    # the rows of the users the batch touches, links none (an incremental run replaces those users' links without
+    # reading them), and this many rows of each stayed in the database
     held_apart: dict[str, int] = dataclasses.field(default_factory=dict)
+    # loaded for one batch: the users that batch touches (`_touched_users`, found by the database), so that the
+    # run on it need not find them again
+    touched_users: pl.Series | None = None
 
     @property
     def last_run(self) -> dict | None:
@@ -825,8 +829,10 @@ def _registry_update(created: pl.DataFrame, retired: pl.DataFrame) -> pl.DataFra
 
 
 def _apply_registry(registry: pl.DataFrame, update: pl.DataFrame) -> pl.DataFrame:
-    """The registry with this run's created ids added and retired ids marked, sorted by user_id. Only the rows
-    that change are touched: the rest stays in its (sorted) order and the changed rows are merged in."""
+    """The registry with this run's created ids added and retired ids marked. Only the rows that change are
+    touched: the rest stays in its order, and the changed rows are merged in by user_id when the registry was
+    sorted by it (as a run in this process leaves it), else added at the end (a registry read from the database
+    comes in no order, and sorting its ids cost more than the rest of this step)."""
     registry = registry.cast(USER_IDS_SCHEMA)
     created = update.filter(pl.col("created_run").is_not_null()).cast(USER_IDS_SCHEMA)
     retired = update.filter(pl.col("created_run").is_null()).select(
@@ -841,7 +847,7 @@ def _apply_registry(registry: pl.DataFrame, update: pl.DataFrame) -> pl.DataFram
     changed = changed.select(list(USER_IDS_SCHEMA)).sort("user_id")
     rest = registry.filter(~changing)
     if not rest["user_id"].is_sorted():
-        rest = rest.sort("user_id")
+        return pl.concat([rest, changed])
     return rest.merge_sorted(changed, key="user_id")
 
 
@@ -1032,11 +1038,13 @@ def load_touched_state(
     """The part of the state in a DuckDB database that an incremental run of `batch` (observations in input
     form) needs, or None if the database holds no run yet.
 
-    The per-row tables (observations, record_map, id_map, links) hold only the rows of the users the batch touches
-    (the same users `run` re-resolves: see `_touched_users`), found by joins in DuckDB; the others are loaded
-    whole (they hold a row per user or fewer). `run(batch, config, state, incremental=True)` on it gives the
-    changes it would give on the whole state, to save with `save_changes`; its `state` is then the same part.
-    Memory and time follow the batch and the users it touches, not the size of the state.
+    The per-row tables observations, record_map and id_map hold only the rows of the users the batch touches
+    (the same users `run` re-resolves: see `_touched_users`), found by joins in DuckDB, and `links` none of them:
+    the run replaces those users' links without reading them. The others are loaded whole (they hold a row per
+    user or fewer). `run(batch, config, state, incremental=True)` on it, with this same batch, gives the changes
+    it would give on the whole state, to save with `save_changes`; its `state` is then the same part (with the
+    re-resolved users' new links). Memory and time follow the batch and the users it touches, not the size of
+    the state.
     """
     if not state_exists(con, latest_schema, history_schema):
         return None
@@ -1066,8 +1074,12 @@ def load_touched_state(
     con.register("touched_users", users.to_arrow())
     try:
         by_user = "semi join touched_users u on t.user_id = u.user_id"
-        for name in ("record_map", "id_map", "links"):
+        for name in ("record_map", "id_map"):
             frames[name] = con.sql(f'select t.* from "{latest_schema}"."{name}" t {by_user}').pl()
+        # the run replaces these users' links whole, so only their number is read (the user_id column alone,
+        # instead of every column of the largest table)
+        frames["links"] = con.sql(f'select * from "{latest_schema}".links limit 0').pl()
+        touched_links = con.sql(f'select count(*) from "{latest_schema}".links t {by_user}').fetchall()[0][0]
         con.register("touched_records", frames["record_map"].select(RECORD_KEY).to_arrow())
         frames["observations"] = con.sql(
             f'select o.* from "{latest_schema}".observations o semi join touched_records r '
@@ -1076,14 +1088,15 @@ def load_touched_state(
     finally:
         con.unregister("touched_users")
         con.unregister("touched_records")
+    loaded = {name: frames[name].height for name in PER_ROW_TABLES} | {"links": touched_links}
     held_apart = {
-        name: con.sql(f'select count(*) from "{latest_schema}"."{name}"').fetchall()[0][0] - frames[name].height
+        name: con.sql(f'select count(*) from "{latest_schema}"."{name}"').fetchall()[0][0] - loaded[name]
         for name in PER_ROW_TABLES
     }
     for name, schema in {**LATEST_TABLES, **HISTORY_TABLES}.items():
         if schema is not None:
             frames[name] = frames[name].cast(schema)
-    return State(**frames, held_apart=held_apart)
+    return State(**frames, held_apart=held_apart, touched_users=users["user_id"])
 
 
 def _hints(state: State, subset: pl.DataFrame, digests: _PhoneDigests) -> Hints:
@@ -1222,7 +1235,8 @@ def run(
         state = dataclasses.replace(state, links=links_frame(state.links))
         batch = normalize_observations(observations, config)
         digests = _PhoneDigests(state)
-        users = _touched_users(state, batch, digests).to_frame("user_id")
+        touched = state.touched_users if state.touched_users is not None else _touched_users(state, batch, digests)
+        users = touched.to_frame("user_id")
         # every state table is split by masks (see _rows_in), not by joins on string keys: the previous users of
         # the touched components, all of their records, and those records' observations
         # masks as polars Series: filtering with a numpy array took about three times longer
