@@ -5,6 +5,7 @@
     .venv/bin/python bench/pipeline.py --users 100000       # 100k persons
     .venv/bin/python bench/pipeline.py --work /big/disk --keep   # keep the warehouse, to profile steps on it
     .venv/bin/python bench/pipeline.py --users 100000 --runs 2   # and the next day's run, with the kept state
+    .venv/bin/python bench/pipeline.py --users 100000 --runs 2 --hold-back orders   # ... which brings a new file
 
 Generates the brand once with samplegen into data/generated/pipeline-<users>-<seed>/, or pipeline-<users>-<seed>-a<X>/
 with --activity X other than 1 (git-ignored; reused when it exists and its manifest has the same users, seed and
@@ -150,9 +151,14 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1,
                         help="run the job this many times on the same warehouse: the later runs are the next days' "
                              "scheduled runs with no new files (identity then runs with the kept state)")
+    parser.add_argument("--hold-back", metavar="FOLDER",
+                        help="keep the last file (by name) of this landing folder out of the first run and bring it "
+                             "in before the second: the next day's drop (needs --runs 2 or more)")
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    if args.hold_back and args.runs < 2:
+        parser.error("--hold-back needs --runs 2 or more")
     from samplegen.simulate import MAX_ACTIVITY
     if not 0.0 < args.activity <= MAX_ACTIVITY:
         parser.error(f"--activity must be > 0 and <= {MAX_ACTIVITY:g}")
@@ -180,8 +186,19 @@ def run(args, brand: Path, work: Path) -> int:
     from pipelines.definitions import FULL_RUN_JOB_NAME, build_defs
     from pipelines.settings import Settings
 
+    landing, held = brand / "landing", None
+    if args.hold_back:
+        # a landing folder of links to the brand's files, so that one can be held back without touching the brand
+        landing = work / "landing"
+        shutil.copytree(brand / "landing", landing, copy_function=os.link)
+        files = sorted(p for p in (landing / args.hold_back).glob("*") if p.is_file())
+        if not files:
+            raise SystemExit(f"--hold-back: no files in {brand / 'landing' / args.hold_back}")
+        held = files[-1]
+        held_aside = work / held.name
+        held.rename(held_aside)
     settings = Settings(
-        database=work / "oneid.duckdb", landing_dir=brand / "landing", config_dir=REPO / "config",
+        database=work / "oneid.duckdb", landing_dir=landing, config_dir=REPO / "config",
         truth_file=brand / "truth" / "records.csv.gz", analyst_database=work / "analyst.duckdb",
     )
     defs = build_defs(settings)
@@ -190,7 +207,9 @@ def run(args, brand: Path, work: Path) -> int:
     sampler.start()
     runs = []
     try:
-        for _ in range(args.runs):
+        for number in range(1, args.runs + 1):
+            if held is not None and number == 2:
+                held_aside.rename(held)
             started = time.time()
             result = defs.resolve_job_def(FULL_RUN_JOB_NAME).execute_in_process(instance=instance, raise_on_error=False)
             runs.append((started, time.time(), result))
@@ -204,6 +223,9 @@ def run(args, brand: Path, work: Path) -> int:
     with connect(str(settings.database), read_only=True) as con:
         source_rows = con.sql("select coalesce(sum(rows_loaded + rows_quarantined), 0) from raw.load_log").fetchall()
         users = con.sql("select count(*) from identity.users where records > 0").fetchall()
+        identity_runs = con.sql(
+            "select run_id, mode, batch_observations, resolved_records, records from identity.runs order by run_id"
+        ).fetchall()
     files = sum(1 for p in settings.landing_dir.rglob("*") if p.is_file())
     landing_bytes = sum(p.stat().st_size for p in settings.landing_dir.rglob("*") if p.is_file())
 
@@ -214,12 +236,21 @@ def run(args, brand: Path, work: Path) -> int:
           f"unified users: {users[0][0]:,}")
     for number, (started, ended, result) in enumerate(runs, start=1):
         if len(runs) > 1:
-            print(f"  run {number} of {args.runs}" + (" (no new files)" if number > 1 else ""))
+            if number == 1:
+                news = ""
+            elif number == 2 and held is not None:
+                news = f" (new file: {held.relative_to(landing)})"
+            else:
+                news = " (no new files)"
+            print(f"  run {number} of {args.runs}{news}")
         print(f"  {'step':<44} {'wall s':>8} {'peak RSS GB':>12}  status")
         for step, start, end, status in step_windows(instance, result.run_id):
             print(f"  {step:<44} {end - start:>8.1f} {sampler.peak(start, end) / 1e9:>12.2f}  {status}")
         print(f"  {'TOTAL (run, incl. startup)':<44} {ended - started:>8.1f} "
               f"{sampler.peak(started, ended) / 1e9:>12.2f}  {'ok' if result.success else 'FAILED'}")
+    for run_id, mode, batch, resolved, records in identity_runs:
+        print(f"  identity run {run_id}: {mode}, {batch:,} observations given, {resolved:,} of {records:,} records "
+              "resolved")
     print(f"  warehouse {settings.database.stat().st_size / 1e9:.2f} GB, analyst database "
           f"{settings.analyst_path.stat().st_size / 1e9 if settings.analyst_path.exists() else 0:.2f} GB in {work}")
     return 0 if all(result.success for _, _, result in runs) else 1

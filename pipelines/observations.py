@@ -120,7 +120,18 @@ def _observed_at(spec: RecordSpec) -> str:
     return f'cast("{spec.observed_at}" as timestamp)' if spec.observed_at else "cast(null as timestamp)"
 
 
-def _identifier_select(spec: RecordSpec, identifier: IdentifierColumn, schema: str) -> str:
+def _of_records(spec: RecordSpec, only_records: str | None) -> str:
+    """A condition (with its leading `and`) keeping the rows of the records listed in the relation `only_records`
+    (source, record_id); empty without one."""
+    if only_records is None:
+        return ""
+    _name(only_records, "relation", "only_records")
+    return f" and {_record_id(spec)} in (select record_id from {only_records} where source = {_literal(spec.source)})"
+
+
+def _identifier_select(
+    spec: RecordSpec, identifier: IdentifierColumn, schema: str, only_records: str | None = None
+) -> str:
     record_id = _record_id(spec)
     scope = f'coalesce(cast("{identifier.scope_column}" as varchar), \'\')' if identifier.scope_column else "''"
     observed_at = _observed_at(spec)
@@ -134,7 +145,7 @@ def _identifier_select(spec: RecordSpec, identifier: IdentifierColumn, schema: s
         f"select {_literal(spec.source)} as source, {record_id} as record_id, "
         f"{_literal(identifier.id_type)} as id_type, {scope} as scope, {value} as id_value, "
         f"{observed_at} as observed_at, {_literal(identifier.strength)} as strength "
-        f"from {source_table} where {value} is not null"
+        f"from {source_table} where {value} is not null{_of_records(spec, only_records)}"
     )
 
 
@@ -145,22 +156,26 @@ def _has_identifier(identifier: IdentifierColumn) -> str:
     return f"{_text(identifier.column)} is not null"
 
 
-def _record_select(spec: RecordSpec, schema: str) -> str:
+def _record_select(spec: RecordSpec, schema: str, only_records: str | None = None) -> str:
     """Every record, even one with no identifier at all, must come out of resolution with a user id."""
     record_id = _record_id(spec)
     observed_at = _observed_at(spec)
     has_identifier = " or ".join(f"({_has_identifier(i)})" for i in spec.identifiers) or "false"
     return (
         f"select {_literal(spec.source)} as source, {record_id} as record_id, min({observed_at}) as observed_at, "
-        f'bool_or({has_identifier}) as has_identifier from {schema}."{spec.table}" group by all'
+        f'bool_or({has_identifier}) as has_identifier from {schema}."{spec.table}" '
+        f"where true{_of_records(spec, only_records)} group by all"
     )
 
 
-def observations_sql(specs: list[RecordSpec], schema: str = "raw") -> str:
-    """One query giving every distinct observation, each with its earliest time seen."""
+def observations_sql(specs: list[RecordSpec], schema: str = "raw", only_records: str | None = None) -> str:
+    """One query giving every distinct observation, each with its earliest time seen. `only_records`: a relation
+    (source, record_id) to which the observations are limited; all rows of those records count, in every file."""
     _name(schema, "schema", "observations_sql")
     union = "\nunion all\n".join(
-        _identifier_select(spec, identifier, schema) for spec in specs for identifier in spec.identifiers
+        _identifier_select(spec, identifier, schema, only_records)
+        for spec in specs
+        for identifier in spec.identifiers
     )
     return (
         "select source, record_id, id_type, scope, id_value, min(observed_at) as observed_at, strength\n"
@@ -169,11 +184,11 @@ def observations_sql(specs: list[RecordSpec], schema: str = "raw") -> str:
     )
 
 
-def records_sql(specs: list[RecordSpec], schema: str = "raw") -> str:
-    """Every distinct record of every declared table, with its earliest time seen and whether any of its rows
-    gives an observation (`has_identifier`)."""
+def records_sql(specs: list[RecordSpec], schema: str = "raw", only_records: str | None = None) -> str:
+    """Every distinct record of every declared table (or of `only_records`, see `observations_sql`), with its
+    earliest time seen and whether any of its rows gives an observation (`has_identifier`)."""
     _name(schema, "schema", "records_sql")
-    union = "\nunion all\n".join(_record_select(spec, schema) for spec in specs)
+    union = "\nunion all\n".join(_record_select(spec, schema, only_records) for spec in specs)
     return (
         "select source, record_id, min(observed_at) as observed_at, bool_or(has_identifier) as has_identifier\n"
         f"from (\n{union}\n) as records\ngroup by source, record_id"
@@ -216,7 +231,7 @@ def _sql_path(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-def input_observations_sql(specs: list[RecordSpec], schema: str = "raw") -> str:
+def input_observations_sql(specs: list[RecordSpec], schema: str = "raw", only_records: str | None = None) -> str:
     """`observations_sql`, plus an empty observation (a weak phone with no value) for each record that carries no
     identifier at all: unusable by construction, so such a record still comes out of resolution with its own user.
 
@@ -225,12 +240,39 @@ def input_observations_sql(specs: list[RecordSpec], schema: str = "raw") -> str:
     records are grouped anyway, not by an anti-join with the observations (this query 28 s, then 17 s).
     """
     return (
-        f"{observations_sql(specs, schema)}\n"
+        f"{observations_sql(specs, schema, only_records)}\n"
         "union all\n"
         "select source, record_id, 'phone' as id_type, '' as scope, cast(null as varchar) as id_value, observed_at, "
         "'weak' as strength\n"
-        f"from ({records_sql(specs, schema)}) as records where not has_identifier"
+        f"from ({records_sql(specs, schema, only_records)}) as records where not has_identifier"
     )
+
+
+def input_files_sql(specs: list[RecordSpec], schema: str = "raw") -> str:
+    """The files behind the observations: per raw table the observations read and per file of it (`_file_hash`,
+    set by ingest), its rows and when they were loaded. Two reads that give the same rows read the same raw rows,
+    so the observations of records in none of the new files are the ones the last run had."""
+    _name(schema, "schema", "input_files_sql")
+    tables = sorted({spec.table for spec in specs})
+    return "\nunion all\n".join(
+        f"select {_literal(table)} as raw_table, _file_hash as file_hash, count(*) as rows, "
+        f'max(_loaded_at) as loaded_at from {schema}."{table}" group by all'
+        for table in tables
+    )
+
+
+def records_in_files_sql(specs: list[RecordSpec], files: str, schema: str = "raw") -> str:
+    """The distinct records (source, record_id) with a row in one of the files listed in the relation `files`
+    (raw_table, file_hash)."""
+    _name(schema, "schema", "records_in_files_sql")
+    _name(files, "relation", "records_in_files_sql")
+    union = "\nunion all\n".join(
+        f"select {_literal(spec.source)} as source, {_record_id(spec)} as record_id "
+        f'from {schema}."{spec.table}" '
+        f"where _file_hash in (select file_hash from {files} where raw_table = {_literal(spec.table)})"
+        for spec in specs
+    )
+    return f"select distinct source, record_id from (\n{union}\n) as touched"
 
 
 def export_observations(con, config_dir: Path, path: Path) -> None:

@@ -9,12 +9,14 @@ A run whose largest user exceeds `max_user_size` (config/identity.yml) is not pu
 """
 
 
+import hashlib
 import json
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
 import polars as pl
 from dagster import (
     AssetCheckExecutionContext,
@@ -48,6 +50,7 @@ from identity.state import (
     save_changes,
     stage_state,
     state_exists,
+    table_exists,
     transaction,
     write_table,
 )
@@ -55,7 +58,16 @@ from pipelines.defs.ingest import RAW_ASSET_KEYS
 from pipelines.faults import crash_point
 from pipelines.memory import release_free_memory
 from pipelines.defs.resources import OneIdPaths
-from pipelines.observations import export_observations, scratch_folder
+from pipelines.observations import (
+    RecordSpec,
+    export_observations,
+    fetch_frame,
+    input_files_sql,
+    input_observations_sql,
+    load_record_specs,
+    records_in_files_sql,
+    scratch_folder,
+)
 
 IDENTITY_TABLES = {
     "observations": "One row per identifier seen on a record (normalized value, strength, time first seen).",
@@ -112,10 +124,13 @@ PLAN_KEYS = ["source", "record_id", "id_type", "scope", "raw_value", "observed_a
 PLAN_MEMORY_LIMIT = "2GB"
 
 
-def plan_run(con, observations: pl.DataFrame, config) -> tuple[bool, pl.DataFrame, str]:
+def plan_run(
+    con, observations: pl.DataFrame, config, only_records: str | None = None
+) -> tuple[bool, pl.DataFrame, str]:
     """(incremental?, observations to give `run`, why). Incremental when the state in the warehouse was made with
     the same rules and every one of its observations is still there; the batch is then the observations it has
-    not seen. The comparison runs in DuckDB against `identity.observations`, which stays in the warehouse."""
+    not seen. The comparison runs in DuckDB against `identity.observations`, which stays in the warehouse.
+    `only_records`: a relation (source, record_id) to which both sides are limited (`plan_from_files`)."""
     last = []
     if state_exists(con):
         last = con.sql(f'select config_hash from "{HISTORY_SCHEMA}".runs order by run_id desc limit 1').fetchall()
@@ -126,6 +141,9 @@ def plan_run(con, observations: pl.DataFrame, config) -> tuple[bool, pl.DataFram
     stored = con.sql(f'select {", ".join(PLAN_KEYS)} from "{LATEST_SCHEMA}".observations limit 0').pl().schema
     current = identity.normalize_observations(observations, config).select(PLAN_KEYS).cast(dict(stored))
     same = " and ".join(f"p.{key} is not distinct from c.{key}" for key in PLAN_KEYS)
+    limit = "" if only_records is None else (
+        f"semi join {only_records} r on o.source = r.source and o.record_id = r.record_id"
+    )
     con.register("current_observations", current.to_arrow())
     try:
         with memory_limit_lowered(con, PLAN_MEMORY_LIMIT):
@@ -133,7 +151,10 @@ def plan_run(con, observations: pl.DataFrame, config) -> tuple[bool, pl.DataFram
             unmatched = con.sql(
                 f"""
                 select c.* exclude (_current), p._stored is null as _new
-                from (select {", ".join(PLAN_KEYS)}, true as _stored from "{LATEST_SCHEMA}".observations) p
+                from (
+                    select {", ".join(f"o.{key}" for key in PLAN_KEYS)}, true as _stored
+                    from "{LATEST_SCHEMA}".observations o {limit}
+                ) p
                 full outer join (select *, true as _current from current_observations) c on {same}
                 where p._stored is null or c._current is null
                 """
@@ -145,6 +166,89 @@ def plan_run(con, observations: pl.DataFrame, config) -> tuple[bool, pl.DataFram
         return False, observations, f"{gone} observations of the last run are gone or changed"
     batch = unmatched.drop("_new")
     return True, as_input(batch.cast(current.schema)), f"{batch.height} new observations"
+
+
+EMPTY_BATCH_SCHEMA = {
+    **{name: pl.String for name in ("source", "record_id", "id_type", "scope", "id_value")},
+    "observed_at": pl.Datetime("us"),
+    "strength": pl.String,
+}
+INPUT_FILES = "input_files"  # in HISTORY_SCHEMA: the raw files behind the published state (`input_files`)
+INPUT_FILES_SCHEMA = {
+    "raw_table": pl.String,
+    "file_hash": pl.String,
+    "rows": pl.Int64,
+    "loaded_at": pl.Datetime("us"),
+    "run_id": pl.Int64,
+    "mapping": pl.String,
+}
+
+
+def mapping_fingerprint(specs: list[RecordSpec]) -> str:
+    """A digest of config/observations.yml as parsed: another mapping makes other observations of the same rows."""
+    return hashlib.sha256(repr(specs).encode("utf-8")).hexdigest()
+
+
+def input_files(con, specs: list[RecordSpec]) -> pl.DataFrame | None:
+    """The raw files behind the observations now (`input_files_sql`), or None when a raw table was not written by
+    ingest (no `_file_hash`): then only the comparison of every observation can tell what is new."""
+    try:
+        files = con.sql(input_files_sql(specs)).pl()
+    except duckdb.Error:
+        return None
+    return files.cast({name: INPUT_FILES_SCHEMA[name] for name in files.columns})
+
+
+def plan_from_files(
+    con, specs: list[RecordSpec], files: pl.DataFrame, config
+) -> tuple[bool, pl.DataFrame | None, str] | None:
+    """`plan_run` without reading every observation: the raw files are compared with those behind the published
+    state (`INPUT_FILES`, written by the run that published it). When every one of those is still there,
+    unchanged, and only new files were added, the observations that can differ are those of the records with a
+    row in a new file; they are read (with all their rows, from every file) and compared with the state's
+    observations of the same records. None when the files cannot tell (no list of them for the last run,
+    another mapping, a file gone or reloaded, rows forgotten): then every observation is compared. Returns
+    (False, None, why) when the run must be full."""
+    if not state_exists(con) or not table_exists(con, HISTORY_SCHEMA, INPUT_FILES):
+        return None
+    last = con.sql(f'select run_id, config_hash from "{HISTORY_SCHEMA}".runs order by run_id desc limit 1').fetchall()
+    behind = con.sql(f'select * from "{HISTORY_SCHEMA}"."{INPUT_FILES}"').pl().cast(INPUT_FILES_SCHEMA)
+    if not last or behind["run_id"].unique().to_list() != [last[0][0]]:
+        return None
+    if behind["mapping"].unique().to_list() != [mapping_fingerprint(specs)]:
+        return None
+    if last[0][1] != config_hash(config):
+        return False, None, "identity rules changed"
+    key = list(files.columns)
+    if behind.select(key).join(files, on=key, how="anti", nulls_equal=True).height:
+        return None  # a file behind the state is gone, was loaded again, or lost rows
+    new_files = files.join(behind.select(key), on=key, how="anti", nulls_equal=True)
+    if new_files.height == 0:
+        return True, pl.DataFrame(schema=EMPTY_BATCH_SCHEMA), "no new files"
+    con.register("_new_files", new_files.select("raw_table", "file_hash").to_arrow())
+    try:
+        con.execute(f"create or replace temp table _plan_records as {records_in_files_sql(specs, '_new_files')}")
+    finally:
+        con.unregister("_new_files")
+    try:
+        current = fetch_frame(con, input_observations_sql(specs, only_records="_plan_records"))
+        incremental, batch, why = plan_run(con, current, config, only_records="_plan_records")
+        (records,) = con.execute("select count(*) from _plan_records").fetchall()[0]
+    finally:
+        con.execute("drop table if exists _plan_records")
+    if not incremental:
+        return False, None, why
+    return True, batch, f"{why} in {new_files.height} new files ({records:,} records)"
+
+
+def write_input_files(con, files: pl.DataFrame | None, run_id: int, specs: list[RecordSpec]) -> None:
+    """Records the raw files behind the state a run published, for the next run's `plan_from_files`; without a
+    list of them (`input_files` gave None), none is kept."""
+    if files is None:
+        con.execute(f'drop table if exists "{HISTORY_SCHEMA}"."{INPUT_FILES}"')
+        return
+    kept = files.with_columns(run_id=pl.lit(run_id, pl.Int64), mapping=pl.lit(mapping_fingerprint(specs)))
+    write_table(con, HISTORY_SCHEMA, INPUT_FILES, kept.cast(INPUT_FILES_SCHEMA))
 
 
 def write_candidate(con, result, keys: pl.DataFrame) -> dict[str, int]:
@@ -192,20 +296,33 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
     # The connection is closed before the observations are read and while resolving: DuckDB keeps memory its
     # queries used until the connection closes, and the run lock, not the connection, keeps other writers out.
     scratch_dir = scratch_folder(warehouse.database)
+    specs = load_record_specs(config_dir / "observations.yml")
     with tempfile.TemporaryDirectory(prefix="oneid-observations-", dir=scratch_dir) as scratch:
-        exported = Path(scratch) / "observations.parquet"
         with warehouse.get_connection() as con:
-            export_observations(con, config_dir, exported)
-        observations = read_parquet_frame(exported)
-        with warehouse.get_connection() as con:
-            incremental, given, why = plan_run(con, observations, config)
-            del observations  # `given` is all of them or the new batch; the rest is in the warehouse
-            if incremental:
-                # only the rows of the users the batch touches: memory and time follow the batch, not the state
+            # the files behind the observations, listed before reading any: what this run publishes is from them
+            files = input_files(con, specs)
+            plan = plan_from_files(con, specs, files, config) if files is not None else None
+            if plan is not None and plan[0]:
+                # only the records in new files were read: the batch, found without reading every observation
+                incremental, given, why = plan
                 state = load_touched_state(con, given, config)
             else:
-                # a full run keeps the ids with the previous maps; the per-row tables it recomputes
-                state = load_state(con, scratch=scratch, per_row_tables=False)
+                exported = Path(scratch) / "observations.parquet"
+                export_observations(con, config_dir, exported)
+        if plan is None or not plan[0]:
+            observations = read_parquet_frame(exported)
+            with warehouse.get_connection() as con:
+                if plan is None:
+                    incremental, given, why = plan_run(con, observations, config)
+                else:
+                    incremental, given, why = False, observations, plan[2]
+                del observations  # `given` is all of them or the new batch; the rest is in the warehouse
+                if incremental:
+                    # only the rows of the users the batch touches: memory and time follow the batch, not the state
+                    state = load_touched_state(con, given, config)
+                else:
+                    # a full run keeps the ids with the previous maps; the per-row tables it recomputes
+                    state = load_state(con, scratch=scratch, per_row_tables=False)
     phases.lap("read")
     # user ids keyed like the phone hashes: an unkeyed digest of a phone anchor would re-identify the user
     result = run(given, config, state, incremental=incremental, started_at=started, id_key=key)
@@ -238,6 +355,10 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
             else:
                 load_staged(con, staged)
                 crash_point("identity:after_publish")
+            if published:
+                # after the state: a crash between the two leaves the list of the run before, which the next
+                # run then ignores (`plan_from_files` wants the list of the last run)
+                write_input_files(con, files, info["run_id"], specs)
             attempt = pl.DataFrame(
                 [
                     {

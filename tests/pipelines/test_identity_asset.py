@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -15,9 +16,16 @@ from identity.privacy import hmac_key
 from identity.resolution import user_id_for
 from identity.state import load_state, run
 
-from pipelines.defs.identity import identity_checks, identity_graph_health, identity_resolution, phone_keys
+from pipelines.defs.identity import (
+    identity_checks,
+    identity_graph_health,
+    identity_resolution,
+    phone_keys,
+    plan_run,
+)
 from pipelines.defs.ingest import raw_assets
 from pipelines.defs.resources import build_resources
+from pipelines.observations import read_observations
 from pipelines.settings import DATABASE_ENV, REPO_ROOT, Settings
 
 pytestmark = pytest.mark.slow
@@ -102,6 +110,8 @@ def test_first_run_full_then_incremental_then_blocked_by_max_user_size(brand, tm
         again = con.sql("select source, record_id, user_id from identity.record_map order by all").fetchall()
     assert runs[-1] == (2, "incremental", 0, 0)
     assert again == users
+    # found from the raw files: none is new, so no observation was read
+    assert _record_map_metadata(second)["mode"].value == "incremental (no new files)"
 
     # the next drop: an incremental run with a batch, written as a delta (no staging of every table)
     for path in later:
@@ -118,6 +128,15 @@ def test_first_run_full_then_incremental_then_blocked_by_max_user_size(brand, tm
     mode, resolved, records = info
     assert mode == "incremental" and 0 < resolved < records == state.record_map.height > len(users)
     assert metadata["rows"].value == records and published_runs == 3
+    # the batch came from the new files' records alone, and the state now holds every raw observation: comparing
+    # all of them finds nothing new and nothing gone
+    assert re.fullmatch(r"incremental \(\d+ new observations in \d+ new files \([\d,]+ records\)\)",
+                        metadata["mode"].value)
+    with duckdb.connect(str(brand.database)) as con:
+        observations = read_observations(con, brand.config_dir)
+        assert plan_run(con, observations, load_config(brand.config_dir / "identity.yml"))[::2] == (
+            True, "0 new observations"
+        )
     # what the delta left equals the state written whole: a full run from it changes no id, and phone_keys
     # holds every usable phone of id_map
     rerun = run(state.input_observations(), load_config(brand.config_dir / "identity.yml"), state, id_key=key)
@@ -135,7 +154,7 @@ def test_first_run_full_then_incremental_then_blocked_by_max_user_size(brand, tm
     finally:
         shutil.copy(REPO_ROOT / "config" / "identity.yml", config_file)
     assert not _check_result(refused).passed
-    assert _record_map_metadata(refused)["mode"].value == "incremental (0 new observations)"
+    assert _record_map_metadata(refused)["mode"].value == "incremental (no new files)"
     with duckdb.connect(str(brand.database), read_only=True) as con:
         candidate_runs = con.sql("select run_id, mode from identity_candidate.runs order by run_id").fetchall()
         candidate = sorted(con.sql("select source, record_id, user_id from identity_candidate.record_map").fetchall())

@@ -11,10 +11,12 @@ from identity.state import read_parquet_frame
 from pipelines.observations import (
     ObservationConfigError,
     fetch_frame,
+    input_files_sql,
     input_observations_sql,
     load_record_specs,
     observations_sql,
     parse_record_specs,
+    records_in_files_sql,
     records_sql,
     scratch_folder,
 )
@@ -122,6 +124,34 @@ def test_sql_reads_identifiers_scopes_lists_and_suffixes():
         ("wecom_contacts", "wm3/staff/x", "phone", "", None, datetime(2025, 2, 2), "weak"),
         ("wecom_contacts", "wm4/staff/x", "phone", "", None, datetime(2025, 2, 3), "weak"),
     ]
+    # limited to some records: exactly their rows of the whole, with every raw row of theirs counted (o1's earlier
+    # sighting, wm5's number on one of its two exports), bare records included; the suffix is part of the id
+    chosen = [("orders", "o1"), ("orders", "o2"), ("wecom_contacts", "wm5/staff/x"), ("wecom_contacts", "wm5/staff")]
+    con.execute("create table chosen (source varchar, record_id varchar)")
+    con.executemany("insert into chosen values (?, ?)", chosen)
+    limited = con.sql(input_observations_sql(specs, only_records="chosen") + " order by all").fetchall()
+    assert limited == [row for row in given if row[:2] in chosen] and len(limited) == 4
+    with pytest.raises(ObservationConfigError, match="only_records"):
+        input_observations_sql(specs, only_records="chosen; drop table raw.orders")
+
+
+def test_records_in_files_and_the_files_behind_the_observations():
+    con = duckdb.connect()
+    con.execute("create schema raw")
+    con.execute(
+        "create table raw.orders as select * from (values "
+        "('o1', 'wxapp', 'openA', '13912345678', timestamp '2025-01-01 09:00:00', 'f1', timestamp '2025-03-01'),"
+        "('o2', null, null, null, timestamp '2025-01-03 10:00:00', 'f1', timestamp '2025-03-01'),"
+        "('o1', 'wxapp', 'openA', null, timestamp '2025-01-05 10:00:00', 'f2', timestamp '2025-03-02'),"
+        "('o3', 'wxapp', 'openB', null, timestamp '2025-01-06 10:00:00', 'f2', timestamp '2025-03-02')"
+        ") t(record_id, appid, buyer_openid, receiver_phone, created_at, _file_hash, _loaded_at)"
+    )
+    specs = parse_record_specs(_spec())
+    files = con.sql(input_files_sql(specs) + " order by all").fetchall()
+    assert files == [("orders", "f1", 2, datetime(2025, 3, 1)), ("orders", "f2", 2, datetime(2025, 3, 2))]
+    con.execute("create table new_files as select 'orders' as raw_table, 'f2' as file_hash")
+    touched = con.sql(records_in_files_sql(specs, "new_files") + " order by all").fetchall()
+    assert touched == [("orders", "o1"), ("orders", "o3")]
 
 
 def test_fetch_frame_gives_the_query_result_and_leaves_no_file(tmp_path):

@@ -12,6 +12,8 @@ TIME_COLUMNS = {"_loaded_at", "loaded_at", "started_at", "attempted_at"}
 # new; load_log notes a file seen again as `duplicate`). Their data rows are compared without those entries.
 ATTEMPT_TABLES = {("identity", "runs"), ("identity_state", "runs"), ("identity_state", "last_attempt")}
 ROW_FILTERS = {("raw", "load_log"): "status <> 'duplicate'"}
+# The number of the run that published the list of input files: a crashed run still takes a run number.
+RUN_NUMBER_COLUMNS = {("identity_state", "input_files"): {"run_id"}}
 
 
 def table_fingerprints(database, schemas: tuple[str, ...] | None = None) -> dict[str, tuple[int, str]]:
@@ -32,7 +34,7 @@ def table_fingerprints(database, schemas: tuple[str, ...] | None = None) -> dict
                     "order by ordinal_position",
                     [schema, table],
                 ).fetchall()
-                if name not in TIME_COLUMNS
+                if name not in TIME_COLUMNS and name not in RUN_NUMBER_COLUMNS.get((schema, table), ())
             ]
             select = ", ".join(f'"{c}"' for c in columns)
             where = f" where {ROW_FILTERS[(schema, table)]}" if (schema, table) in ROW_FILTERS else ""
