@@ -47,6 +47,7 @@ import hashlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -456,7 +457,8 @@ ADVERSARIAL = {
 }
 
 
-def accuracy(users: int, seed: int, noise: dict, workdir: Path) -> dict:
+def accuracy(users: int, seed: int, noise_name: str, workdir: Path) -> dict:
+    """Precision, recall and their ceiling on a brand generated with the named noise (default or adversarial)."""
     from identity.connection import connect
 
     import samplegen
@@ -465,7 +467,11 @@ def accuracy(users: int, seed: int, noise: dict, workdir: Path) -> dict:
     from pipelines.settings import REPO_ROOT
 
     config_dir = REPO_ROOT / "config"
-    out = workdir / f"brand_{users}_{seed}"
+    noise = ADVERSARIAL if noise_name == "adversarial" else {}
+    # A folder of its own, emptied first: a brand generated into another's folder would be ingested into the same
+    # warehouse as new files beside the other's rows, and scored as one brand (records of two people per id).
+    out = workdir / f"brand_{users}_{seed}_{noise_name}"
+    shutil.rmtree(out, ignore_errors=True)
     clock = time.perf_counter()
     samplegen.generate(out, users=users, seed=seed, noise=samplegen.NoiseRates(**noise))
     generated = time.perf_counter() - clock
@@ -550,8 +556,7 @@ def _child(args: argparse.Namespace) -> int:
         return 0
     if args.accuracy_child:
         users, seed, noise_name = args.accuracy_child
-        noise = ADVERSARIAL if noise_name == "adversarial" else {}
-        print(json.dumps(accuracy(int(users), int(seed), noise, Path(args.to))))
+        print(json.dumps(accuracy(int(users), int(seed), noise_name, Path(args.to))))
         return 0
     return 2
 

@@ -47,3 +47,17 @@ def test_stopwatch_tells_waiting_from_working_and_counts_new_pages():
     assert block.sum() == block.size
     assert taken["page_faults"] >= 32  # at least one fault per 2 MB huge page, 16,384 with 4 KB pages
     assert taken["system_seconds"] <= taken["cpu_seconds"] <= taken["seconds"] + 0.05
+
+
+def test_each_noise_is_scored_on_its_own_brand_even_in_one_folder(tmp_path):
+    """Both accuracy runs of the bench get the same working folder: the second brand must not be ingested beside
+    the first (which scored adversarial noise at precision 0.33, recall 0.16 instead of about 0.95 and 0.91)."""
+    alone = bench.accuracy(300, 3, "adversarial", tmp_path / "alone")
+    bench.accuracy(300, 3, "default", tmp_path / "shared")
+    after_default = bench.accuracy(300, 3, "adversarial", tmp_path / "shared")
+    again = bench.accuracy(300, 3, "adversarial", tmp_path / "shared")
+    for result in (after_default, again):
+        assert {key: result[key] for key in ("precision", "recall", "records", "users")} == {
+            key: alone[key] for key in ("precision", "recall", "records", "users")
+        }
+    assert alone["precision"] > 0.8 and alone["recall"] > 0.8
