@@ -54,6 +54,9 @@ class IdentityConfig:
     blocklist: Mapping[str, BlockRule] = field(default_factory=dict)
     # graph health: a run whose largest user holds more records than this fails its check and is not published
     max_user_size: int | None = 10_000
+    # the pipeline runs a batch incrementally only while the users it touches hold at most this share of the
+    # records; above it a full run takes about as long and much less memory (None: always incremental)
+    incremental_max_share: float | None = 0.3
 
     def strength_for(self, source: str, id_type: str) -> str:
         return self.link_strength.get(f"{source}.{id_type}", self.link_strength.get(id_type, "strong"))
@@ -67,6 +70,7 @@ _KEYS = {
     "link_strength",
     "blocklist",
     "max_user_size",
+    "incremental_max_share",
 }
 
 
@@ -100,6 +104,12 @@ def config_from_dict(document: Mapping[str, Any] | None) -> IdentityConfig:
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise ConfigError(f"max_user_size must be a positive integer or null, got {limit!r}")
         kwargs["max_user_size"] = limit
+
+    if "incremental_max_share" in document:
+        share = document["incremental_max_share"]
+        if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1):
+            raise ConfigError(f"incremental_max_share must be a number in (0, 1] or null, got {share!r}")
+        kwargs["incremental_max_share"] = None if share is None else float(share)
 
     for key in ("unique_types", "id_type_priority", "source_priority"):
         if key in document and document[key] is not None:

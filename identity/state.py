@@ -113,9 +113,11 @@ def empty(schema: dict) -> pl.DataFrame:
 
 
 def config_hash(config: IdentityConfig) -> str:
-    """Fingerprint of the rules that shape the result (not max_user_size, which only decides publishing)."""
+    """Fingerprint of the rules that shape the result (not max_user_size, which only decides publishing, nor
+    incremental_max_share, which only decides how a result is computed)."""
     rules = dataclasses.asdict(config)
     rules.pop("max_user_size", None)
+    rules.pop("incremental_max_share", None)
     document = json.dumps(rules, sort_keys=True, default=list)
     return hashlib.sha256(document.encode()).hexdigest()[:16]
 
@@ -1028,12 +1030,22 @@ WHOLE_TABLES = ("rejected_links", "blocked_values", "users")
 PER_ROW_TABLES = ("observations", "record_map", "id_map", "links")
 
 
+class BatchTouchesTooMuch(Exception):
+    """`load_touched_state` stopped before loading: the users the batch touches hold more than `max_share` of
+    the records, and a full run would cost about as much, in less memory."""
+
+    def __init__(self, touched_records: int, records: int):
+        self.touched_records, self.records = touched_records, records
+        super().__init__(f"the batch touches users holding {touched_records:,} of {records:,} records")
+
+
 def load_touched_state(
     con,
     batch: pl.DataFrame,
     config: IdentityConfig | None = None,
     latest_schema: str = LATEST_SCHEMA,
     history_schema: str = HISTORY_SCHEMA,
+    max_share: float | None = None,
 ) -> State | None:
     """The part of the state in a DuckDB database that an incremental run of `batch` (observations in input
     form) needs, or None if the database holds no run yet.
@@ -1044,7 +1056,8 @@ def load_touched_state(
     user or fewer). `run(batch, config, state, incremental=True)` on it, with this same batch, gives the changes
     it would give on the whole state, to save with `save_changes`; its `state` is then the same part (with the
     re-resolved users' new links). Memory and time follow the batch and the users it touches, not the size of
-    the state.
+    the state. `max_share`: raises BatchTouchesTooMuch, before loading any of their rows, when those users hold
+    more than this share of the records.
     """
     if not state_exists(con, latest_schema, history_schema):
         return None
@@ -1074,6 +1087,13 @@ def load_touched_state(
     con.register("touched_users", users.to_arrow())
     try:
         by_user = "semi join touched_users u on t.user_id = u.user_id"
+        if max_share is not None:
+            ((touched_records, records),) = con.sql(
+                f"""select (select count(*) from "{latest_schema}".record_map t {by_user}),
+                           (select count(*) from "{latest_schema}".record_map)"""
+            ).fetchall()
+            if touched_records > max_share * records:
+                raise BatchTouchesTooMuch(touched_records, records)
         for name in ("record_map", "id_map"):
             frames[name] = con.sql(f'select t.* from "{latest_schema}"."{name}" t {by_user}').pl()
         # the run replaces these users' links whole, so only their number is read (the user_id column alone,

@@ -37,6 +37,7 @@ from identity.privacy import demo_key_notice, hmac_key, identity_key_text, keyed
 from identity.health import graph_health, markdown
 from identity.state import (
     HISTORY_SCHEMA,
+    BatchTouchesTooMuch,
     LATEST_SCHEMA,
     LATEST_TABLES,
     as_input,
@@ -241,6 +242,20 @@ def plan_from_files(
     return True, batch, f"{why} in {new_files.height} new files ({records:,} records)"
 
 
+_TOO_MUCH = "the users it touches hold more than incremental_max_share of the records: full run"
+
+
+def _touched_state_or_none(con, batch: pl.DataFrame, config):
+    """The part of the state the batch touches (`load_touched_state`), or None when the users it touches hold
+    more than `incremental_max_share` of the records: a full run then takes about as long, in much less memory
+    (at 1M persons a first CRM export touched 48% of the records: 53 s at 11.0 GB incremental, 58 s at 6.6 GB
+    full)."""
+    try:
+        return load_touched_state(con, batch, config, max_share=config.incremental_max_share)
+    except BatchTouchesTooMuch:
+        return None
+
+
 def write_input_files(con, files: pl.DataFrame | None, run_id: int, specs: list[RecordSpec]) -> None:
     """Records the raw files behind the state a run published, for the next run's `plan_from_files`; without a
     list of them (`input_files` gave None), none is kept."""
@@ -298,6 +313,8 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
     scratch_dir = scratch_folder(warehouse.database)
     specs = load_record_specs(config_dir / "observations.yml")
     with tempfile.TemporaryDirectory(prefix="oneid-observations-", dir=scratch_dir) as scratch:
+        exported = Path(scratch) / "observations.parquet"
+        state = None
         with warehouse.get_connection() as con:
             # the files behind the observations, listed before reading any: what this run publishes is from them
             files = input_files(con, specs)
@@ -305,22 +322,25 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
             if plan is not None and plan[0]:
                 # only the records in new files were read: the batch, found without reading every observation
                 incremental, given, why = plan
-                state = load_touched_state(con, given, config)
-            else:
-                exported = Path(scratch) / "observations.parquet"
+                state = _touched_state_or_none(con, given, config)
+                if state is None:
+                    plan = (False, None, f"{why}; {_TOO_MUCH}")
+            if state is None:
                 export_observations(con, config_dir, exported)
-        if plan is None or not plan[0]:
+        if state is None:
             observations = read_parquet_frame(exported)
             with warehouse.get_connection() as con:
                 if plan is None:
                     incremental, given, why = plan_run(con, observations, config)
-                else:
+                else:  # the files say the run is full
                     incremental, given, why = False, observations, plan[2]
                 del observations  # `given` is all of them or the new batch; the rest is in the warehouse
                 if incremental:
                     # only the rows of the users the batch touches: memory and time follow the batch, not the state
-                    state = load_touched_state(con, given, config)
-                else:
+                    state = _touched_state_or_none(con, given, config)
+                    if state is None:
+                        incremental, given, why = False, read_parquet_frame(exported), f"{why}; {_TOO_MUCH}"
+                if not incremental:
                     # a full run keeps the ids with the previous maps; the per-row tables it recomputes
                     state = load_state(con, scratch=scratch, per_row_tables=False)
     phases.lap("read")

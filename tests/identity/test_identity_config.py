@@ -38,6 +38,10 @@ def test_partial_config_keeps_defaults(tmp_path):
         {"blocklist": {"phone": {"value": ["1"]}}},
         {"blocklist": {"phone": {"patterns": ["("]}}},
         {"id_type_priority": ["phone", "phone"]},
+        {"incremental_max_share": 0},
+        {"incremental_max_share": 1.5},
+        {"incremental_max_share": "half"},
+        {"incremental_max_share": True},
     ],
 )
 def test_bad_configs_are_refused(document):
@@ -51,3 +55,14 @@ def test_strength_lookup_prefers_source_and_type():
     assert config.strength_for("crm", "phone") == "strong"
     assert config.strength_for("crm", "email") == "weak"
     assert config.strength_for("crm", "openid") == "strong"
+
+
+def test_settings_that_do_not_shape_the_result_leave_the_rules_fingerprint_alone():
+    from identity.state import config_hash
+
+    shipped = IdentityConfig()
+    assert config_from_dict({"incremental_max_share": None}).incremental_max_share is None
+    assert config_from_dict({"incremental_max_share": 1}).incremental_max_share == 1.0
+    same = {config_hash(config_from_dict(d)) for d in ({"incremental_max_share": 0.5}, {"max_user_size": 3}, {})}
+    assert same == {config_hash(shipped)}
+    assert config_hash(config_from_dict({"shared_threshold": 4})) != config_hash(shipped)

@@ -335,6 +335,29 @@ def test_a_state_loaded_for_the_batch_gives_the_changes_of_the_whole_state(tmp_p
         run(frame(more), config, part)
 
 
+def test_a_batch_touching_more_than_max_share_is_refused_before_any_row_is_loaded(tmp_path):
+    import duckdb
+
+    from identity.state import BatchTouchesTooMuch, load_touched_state, save_state
+
+    rng = random.Random(77)
+    config = random_config(rng)
+    rows = [row for graph in range(60) for row in random_graph(rng, graph)]
+    batch = frame([row for graph in range(50, 70) for row in random_graph(rng, graph)])
+    whole = run(frame(rows), config)
+    with duckdb.connect(str(tmp_path / "state.duckdb")) as con:
+        save_state(con, whole.state)
+        part = load_touched_state(con, batch, config, max_share=1.0)
+        share = part.record_map.height / whole.state.record_map.height
+        assert 0 < share < 1
+        with pytest.raises(BatchTouchesTooMuch) as refused:
+            load_touched_state(con, batch, config, max_share=share * 0.99)
+        assert (refused.value.touched_records, refused.value.records) == (
+            part.record_map.height, whole.state.record_map.height
+        )
+        assert load_touched_state(con, batch, config, max_share=share).record_map.height == part.record_map.height
+
+
 def test_load_touched_state_finds_users_through_hashes_in_the_database(tmp_path):
     """A batch's md5 of a phone only the database holds in plain (and a batch phone whose hash it holds) reach
     those users: the digests are matched by DuckDB over the stored phones."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -113,12 +114,31 @@ def test_first_run_full_then_incremental_then_blocked_by_max_user_size(brand, tm
     # found from the raw files: none is new, so no observation was read
     assert _record_map_metadata(second)["mode"].value == "incremental (no new files)"
 
-    # the next drop: an incremental run with a batch, written as a delta (no staging of every table)
+    # the next drop: the CRM export links most users of this small brand, so with the shipped
+    # incremental_max_share the run is full (tried on a copy of the warehouse)...
     for path in later:
         shutil.move(held / path.parent.name / path.name, path)
-    third = _materialize(brand, [*raw_assets, identity_resolution, identity_graph_health])
+    copy = dataclasses.replace(brand, database=tmp_path / "copy.duckdb")
+    shutil.copy(brand.database, copy.database)
+    by_share = _materialize(copy, [*raw_assets, identity_resolution, identity_graph_health])
+    assert by_share.success
+    mode = _record_map_metadata(by_share)["mode"].value
+    assert mode.startswith("full (") and "more than incremental_max_share of the records" in mode
+    # ...and without the limit it is an incremental run with a batch, written as a delta (no staging of every
+    # table), with the same result
+    config_file = brand.config_dir / "identity.yml"
+    config_file.write_text(config_file.read_text(encoding="utf-8") + "\nincremental_max_share: null\n")
+    try:
+        third = _materialize(brand, [*raw_assets, identity_resolution, identity_graph_health])
+    finally:
+        shutil.copy(REPO_ROOT / "config" / "identity.yml", config_file)
     assert third.success and _check_result(third).passed
     metadata = _record_map_metadata(third)
+    with duckdb.connect(str(copy.database), read_only=True) as con:
+        full_users = con.sql("select source, record_id, user_id from identity.record_map order by all").fetchall()
+    with duckdb.connect(str(brand.database), read_only=True) as con:
+        incremental_users = con.sql("select source, record_id, user_id from identity.record_map order by all").fetchall()
+    assert full_users == incremental_users
     assert list(metadata["seconds_by_phase"].value) == ["read", "resolve", "write"]
     with duckdb.connect(str(brand.database), read_only=True) as con:
         info = con.sql("select mode, resolved_records, records from identity.runs where run_id = 3").fetchall()[0]
