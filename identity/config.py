@@ -55,7 +55,7 @@ class IdentityConfig:
     # graph health: a run whose largest user holds more records than this fails its check and is not published
     max_user_size: int | None = 10_000
     # the pipeline runs a batch incrementally only while the users it touches hold at most this share of the
-    # records; above it a full run takes about as long and much less memory (None: always incremental)
+    # records; above it a full run, slower but in less memory (None: always incremental)
     incremental_max_share: float | None = 0.3
 
     def strength_for(self, source: str, id_type: str) -> str:

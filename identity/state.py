@@ -1032,7 +1032,7 @@ PER_ROW_TABLES = ("observations", "record_map", "id_map", "links")
 
 class BatchTouchesTooMuch(Exception):
     """`load_touched_state` stopped before loading: the users the batch touches hold more than `max_share` of
-    the records, and a full run would cost about as much, in less memory."""
+    the records, where a full run needs less memory."""
 
     def __init__(self, touched_records: int, records: int):
         self.touched_records, self.records = touched_records, records
