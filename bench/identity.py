@@ -99,10 +99,13 @@ class _Stopwatch:
 
     def figures(self) -> dict:
         usage = resource.getrusage(resource.RUSAGE_SELF)
+        system = usage.ru_stime - self._usage.ru_stime
         return {
             "seconds": time.perf_counter() - self._wall,
-            "cpu_seconds": usage.ru_utime + usage.ru_stime - self._usage.ru_utime - self._usage.ru_stime,
-            "system_seconds": usage.ru_stime - self._usage.ru_stime,
+            # user + system as the sum of the two differences: summed in another order, rounding could make the
+            # CPU seconds of a section with no user time come out below its system seconds
+            "cpu_seconds": (usage.ru_utime - self._usage.ru_utime) + system,
+            "system_seconds": system,
             "page_faults": usage.ru_minflt + usage.ru_majflt - self._usage.ru_minflt - self._usage.ru_majflt,
         }
 

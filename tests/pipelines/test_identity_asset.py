@@ -62,6 +62,11 @@ def brand(tmp_path_factory):
     )
 
 
+def _record_users(database) -> list[tuple]:
+    with duckdb.connect(str(database), read_only=True) as con:
+        return con.sql("select source, record_id, user_id from identity.record_map order by all").fetchall()
+
+
 def test_check_is_registered():
     assert identity_graph_health in identity_checks
 
@@ -134,11 +139,7 @@ def test_first_run_full_then_incremental_then_blocked_by_max_user_size(brand, tm
         shutil.copy(REPO_ROOT / "config" / "identity.yml", config_file)
     assert third.success and _check_result(third).passed
     metadata = _record_map_metadata(third)
-    with duckdb.connect(str(copy.database), read_only=True) as con:
-        full_users = con.sql("select source, record_id, user_id from identity.record_map order by all").fetchall()
-    with duckdb.connect(str(brand.database), read_only=True) as con:
-        incremental_users = con.sql("select source, record_id, user_id from identity.record_map order by all").fetchall()
-    assert full_users == incremental_users
+    assert _record_users(copy.database) == _record_users(brand.database)
     assert list(metadata["seconds_by_phase"].value) == ["read", "resolve", "write"]
     with duckdb.connect(str(brand.database), read_only=True) as con:
         info = con.sql("select mode, resolved_records, records from identity.runs where run_id = 3").fetchall()[0]
