@@ -5,7 +5,7 @@
     .venv/bin/python bench/pipeline.py --users 100000       # 100k persons
     .venv/bin/python bench/pipeline.py --work /big/disk --keep   # keep the warehouse, to profile steps on it
     .venv/bin/python bench/pipeline.py --users 100000 --runs 2   # and the next day's run, with the kept state
-    .venv/bin/python bench/pipeline.py --users 100000 --runs 2 --hold-back orders   # ... which brings a new file
+    .venv/bin/python bench/pipeline.py --users 100000 --runs 2 --hold-back crm_members   # ... which brings a new file
 
 Generates the brand once with samplegen into data/generated/pipeline-<users>-<seed>/, or pipeline-<users>-<seed>-a<X>/
 with --activity X other than 1 (git-ignored; reused when it exists and its manifest has the same users, seed and
@@ -175,6 +175,13 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
 
 
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system (--work elsewhere): a copy
+        shutil.copy2(source, target)
+
+
 def run(args, brand: Path, work: Path) -> int:
     os.environ["ONEID_DATABASE"] = str(work / "oneid.duckdb")  # dbt reads it, also when the defs load
     os.environ.setdefault("DAGSTER_HOME", str(work / "dagster"))
@@ -190,7 +197,7 @@ def run(args, brand: Path, work: Path) -> int:
     if args.hold_back:
         # a landing folder of links to the brand's files, so that one can be held back without touching the brand
         landing = work / "landing"
-        shutil.copytree(brand / "landing", landing, copy_function=os.link)
+        shutil.copytree(brand / "landing", landing, copy_function=_link_or_copy)
         files = sorted(p for p in (landing / args.hold_back).glob("*") if p.is_file())
         if not files:
             raise SystemExit(f"--hold-back: no files in {brand / 'landing' / args.hold_back}")
