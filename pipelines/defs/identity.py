@@ -256,6 +256,47 @@ def _touched_state_or_none(con, batch: pl.DataFrame, config):
         return None
 
 
+def _plan_and_load(warehouse, specs: list[RecordSpec], config, config_dir: Path, scratch: Path):
+    """(files behind the observations now, incremental?, observations to give `run`, why, state to give it).
+
+    The batch comes from the files when they can tell (`plan_from_files`), else from comparing every observation
+    (`plan_run`, on all of them exported to `scratch`). An incremental run gets only the touched part of the
+    state, unless its users hold more than `incremental_max_share` of the records; a full run gets the state
+    without its per-row tables and all the observations."""
+    exported = scratch / "observations.parquet"
+    state = None
+    with warehouse.get_connection() as con:
+        # the files behind the observations, listed before reading any: what this run publishes is from them
+        files = input_files(con, specs)
+        plan = plan_from_files(con, specs, files, config) if files is not None else None
+        if plan is not None and plan[0]:
+            # only the records in new files were read: the batch, found without reading every observation
+            incremental, given, why = plan
+            state = _touched_state_or_none(con, given, config)
+            if state is None:
+                plan = (False, None, f"{why}; {_TOO_MUCH}")
+        if state is None:
+            export_observations(con, config_dir, exported)
+    if state is not None:
+        return files, incremental, given, why, state
+    observations = read_parquet_frame(exported)
+    with warehouse.get_connection() as con:
+        if plan is None:
+            incremental, given, why = plan_run(con, observations, config)
+        else:  # the files say the run is full
+            incremental, given, why = False, observations, plan[2]
+        del observations  # `given` is all of them or the new batch; the rest is in the warehouse
+        if incremental:
+            # only the rows of the users the batch touches: memory and time follow the batch, not the state
+            state = _touched_state_or_none(con, given, config)
+            if state is None:
+                incremental, given, why = False, read_parquet_frame(exported), f"{why}; {_TOO_MUCH}"
+        if not incremental:
+            # a full run keeps the ids with the previous maps; the per-row tables it recomputes
+            state = load_state(con, scratch=scratch, per_row_tables=False)
+    return files, incremental, given, why, state
+
+
 def write_input_files(con, files: pl.DataFrame | None, run_id: int, specs: list[RecordSpec]) -> None:
     """Records the raw files behind the state a run published, for the next run's `plan_from_files`; without a
     list of them (`input_files` gave None), none is kept."""
@@ -313,36 +354,7 @@ def identity_resolution(context: AssetExecutionContext, warehouse: DuckDBResourc
     scratch_dir = scratch_folder(warehouse.database)
     specs = load_record_specs(config_dir / "observations.yml")
     with tempfile.TemporaryDirectory(prefix="oneid-observations-", dir=scratch_dir) as scratch:
-        exported = Path(scratch) / "observations.parquet"
-        state = None
-        with warehouse.get_connection() as con:
-            # the files behind the observations, listed before reading any: what this run publishes is from them
-            files = input_files(con, specs)
-            plan = plan_from_files(con, specs, files, config) if files is not None else None
-            if plan is not None and plan[0]:
-                # only the records in new files were read: the batch, found without reading every observation
-                incremental, given, why = plan
-                state = _touched_state_or_none(con, given, config)
-                if state is None:
-                    plan = (False, None, f"{why}; {_TOO_MUCH}")
-            if state is None:
-                export_observations(con, config_dir, exported)
-        if state is None:
-            observations = read_parquet_frame(exported)
-            with warehouse.get_connection() as con:
-                if plan is None:
-                    incremental, given, why = plan_run(con, observations, config)
-                else:  # the files say the run is full
-                    incremental, given, why = False, observations, plan[2]
-                del observations  # `given` is all of them or the new batch; the rest is in the warehouse
-                if incremental:
-                    # only the rows of the users the batch touches: memory and time follow the batch, not the state
-                    state = _touched_state_or_none(con, given, config)
-                    if state is None:
-                        incremental, given, why = False, read_parquet_frame(exported), f"{why}; {_TOO_MUCH}"
-                if not incremental:
-                    # a full run keeps the ids with the previous maps; the per-row tables it recomputes
-                    state = load_state(con, scratch=scratch, per_row_tables=False)
+        files, incremental, given, why, state = _plan_and_load(warehouse, specs, config, config_dir, Path(scratch))
     phases.lap("read")
     # user ids keyed like the phone hashes: an unkeyed digest of a phone anchor would re-identify the user
     result = run(given, config, state, incremental=incremental, started_at=started, id_key=key)
