@@ -16,7 +16,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
 import polars as pl
 from dagster import (
     AssetCheckExecutionContext,
@@ -192,11 +191,18 @@ def mapping_fingerprint(specs: list[RecordSpec]) -> str:
 
 def input_files(con, specs: list[RecordSpec]) -> pl.DataFrame | None:
     """The raw files behind the observations now (`input_files_sql`), or None when a raw table was not written by
-    ingest (no `_file_hash`): then only the comparison of every observation can tell what is new."""
-    try:
-        files = con.sql(input_files_sql(specs)).pl()
-    except duckdb.Error:
+    ingest (no `_file_hash` or `_loaded_at`): then only the comparison of every observation can tell what is new.
+    Any other error of the query is raised, not taken for "no list"."""
+    tables = sorted({spec.table for spec in specs})
+    with_both = con.execute(
+        "select count(*) from (select table_name from information_schema.columns where table_schema = 'raw' "
+        "and table_name in (select unnest(?)) and column_name in ('_file_hash', '_loaded_at') "
+        "group by table_name having count(*) = 2)",
+        [tables],
+    ).fetchall()[0][0]
+    if with_both < len(tables):
         return None
+    files = con.sql(input_files_sql(specs)).pl()
     return files.cast({name: INPUT_FILES_SCHEMA[name] for name in files.columns})
 
 
