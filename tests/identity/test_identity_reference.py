@@ -291,8 +291,9 @@ def test_text_rank_ranks_a_null_as_the_empty_string(monkeypatch, with_empty_stri
 
 @pytest.mark.parametrize("seed", range(4))
 def test_repeated_pairs_are_the_later_occurrences_in_link_order(seed):
-    """`_repeated_pairs` finds, in row order, the rows whose (record, identity) pair came earlier in the given
-    order; the same through its packed-integer path and its fallback for ids too large to pack."""
+    """`_repeated_pairs` finds the rows whose (record, identity) pair came earlier in the order by the given keys,
+    rows equal in every key in row order; the same through its packed-integer path and its fallback for ids too
+    large to pack."""
     import numpy as np
 
     from identity.resolution import _repeated_pairs
@@ -300,13 +301,15 @@ def test_repeated_pairs_are_the_later_occurrences_in_link_order(seed):
     rng = np.random.default_rng(seed)
     for n in (0, 1, 2, 50, 2_000):
         rid, iid = rng.integers(0, 40, n), rng.integers(0, 30, n)
-        order = rng.permutation(n)
+        # two keys with many ties, so that the row decides between rows equal in both
+        keys = [rng.integers(0, 3, n), rng.integers(0, 4, n)]
+        order = sorted(range(n), key=lambda row: (int(keys[0][row]), int(keys[1][row]), row))
         seen, expected = set(), []
-        for row in order.tolist():
+        for row in order:
             pair = (int(rid[row]), int(iid[row]))
             if pair in seen:
                 expected.append(row)
             seen.add(pair)
         for n_identities in (30, 2**61):  # the second cannot be packed into one int64
-            got = _repeated_pairs(rid, iid, order, n_identities)
+            got = _repeated_pairs(rid, iid, keys, n_identities)
             assert sorted(got.tolist()) == sorted(expected)
