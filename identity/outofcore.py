@@ -484,8 +484,9 @@ def _resolve_integers(con, links: _Links, config, type_rank, source_rank, engine
         keys.pop("prefix"), 2 * len(type_rank) * len(source_rank), keys.pop("time"), rid, oid, iid, n_records,
         n_observed, n_identities,
     )
-    link_rid, link_oid, link_iid = rid[link_rows], oid[link_rows], iid[link_rows]
-    del rid, oid, iid, link_rows
+    # the observed key of a link is wanted only for the refused ones: gathered for those alone after the union
+    link_rid, link_iid = rid[link_rows], iid[link_rows]
+    del rid, iid
     node_class = np.full(n_records + n_identities, -1, dtype=np.int64)
     node_class[n_records:] = identity_class
     del identity_class
@@ -496,9 +497,9 @@ def _resolve_integers(con, links: _Links, config, type_rank, source_rank, engine
     )
     # what the outputs need of the links is the refused ones; the rest is let go before DuckDB takes memory back
     n_links, refused = len(link_rid), np.flatnonzero(rejected >= 0)
-    refused_rid, refused_oid, refused_iid = link_rid[refused], link_oid[refused], link_iid[refused]
+    refused_rid, refused_oid, refused_iid = link_rid[refused], oid[link_rows[refused]], link_iid[refused]
     refused_class = rejected[refused]
-    del node_class, link_rid, link_oid, link_iid, rejected
+    del node_class, link_rid, link_iid, rejected, oid, link_rows
     lap("link")
 
     priority, position = anchor_priority(first_time, node_rank)
