@@ -360,11 +360,22 @@ ZSTD_COLUMNS = {
 ZSTD_STORAGE_VERSION = (1, 2, 0)  # files made for older DuckDB versions cannot hold zstd columns
 
 
-def create_table_sql(schema: str, table: str, columns: list[tuple[str, str]], zstd: tuple[str, ...] = ()) -> str:
-    """`create or replace table` with these (name, SQL type) columns; the columns named in `zstd` compressed so."""
-    definitions = ", ".join(
-        f'"{name}" {sql_type}' + (" using compression zstd" if name in zstd else "") for name, sql_type in columns
-    )
+def create_table_sql(
+    schema: str,
+    table: str,
+    columns: list[tuple[str, str]],
+    zstd: tuple[str, ...] = (),
+    uncompressed: tuple[str, ...] = (),
+) -> str:
+    """`create or replace table` with these (name, SQL type) columns; the columns named in `zstd` compressed so,
+    those in `uncompressed` stored as they are."""
+
+    def storage(name: str) -> str:
+        if name in zstd:
+            return " using compression zstd"
+        return " using compression uncompressed" if name in uncompressed else ""
+
+    definitions = ", ".join(f'"{name}" {sql_type}{storage(name)}' for name, sql_type in columns)
     return f'create or replace table "{schema}"."{table}" ({definitions})'
 
 
@@ -382,14 +393,16 @@ def holds_zstd(con) -> bool:
     return version is not None and version >= ZSTD_STORAGE_VERSION
 
 
-def create_table_from_query(con, schema: str, table: str, query: str, zstd: tuple[str, ...] = ()) -> None:
+def create_table_from_query(
+    con, schema: str, table: str, query: str, zstd: tuple[str, ...] = (), uncompressed: tuple[str, ...] = ()
+) -> None:
     """`create or replace table` holding the rows of `query` (in its order), the columns named in `zstd` stored
-    with zstd; plain `create table as` without them."""
-    if not zstd:
+    with zstd and those in `uncompressed` as they are; plain `create table as` without either."""
+    if not zstd and not uncompressed:
         con.execute(f'create or replace table "{schema}"."{table}" as {query}')
         return
     columns = [(row[0], row[1]) for row in con.sql(f"describe {query}").fetchall()]
-    con.execute(create_table_sql(schema, table, columns, zstd))
+    con.execute(create_table_sql(schema, table, columns, zstd, uncompressed))
     con.execute(f'insert into "{schema}"."{table}" {query}')
 
 

@@ -198,11 +198,16 @@ def test_staged_state_loads_in_slices_and_a_failed_load_keeps_the_previous_state
         ), name
 
 
-def test_create_table_sql_names_the_zstd_columns():
+def test_create_table_sql_names_the_zstd_and_uncompressed_columns():
     sql = state_module.create_table_sql("identity", "links", [("source", "VARCHAR"), ("id_value", "VARCHAR")],
                                         zstd=("id_value",))
     assert sql == (
         'create or replace table "identity"."links" ("source" VARCHAR, "id_value" VARCHAR using compression zstd)'
+    )
+    sql = state_module.create_table_sql("main", "id_map", [("id_type", "VARCHAR"), ("user_id", "VARCHAR")],
+                                        uncompressed=("user_id",))
+    assert sql == (
+        'create or replace table "main"."id_map" ("id_type" VARCHAR, "user_id" VARCHAR using compression uncompressed)'
     )
 
 
