@@ -392,8 +392,8 @@ def _create_from_frame(
 # Random text (ids, user ids, hashes) is stored with zstd where it is read again in the run: DuckDB's default for
 # text (dict_fsst) spends more time on it (see `identity.state.ZSTD_COLUMNS`)
 _ZSTD_COLUMNS = {"observations": ZSTD_COLUMNS["observations"]}
-# The tables written last are stored as they are: compressing their random text was a quarter of the outputs
-# phase (at 30M 16.9-17.7 s against 21.9-23.2 s with zstd), for a file about a quarter larger
+# The tables written last are stored as they are, trading disk for time: with zstd the outputs phase took 21.9-23.2
+# s at 30M (16.9-17.7 s without) and 79.5-83.6 s at 100M (74.7 s without), the file 8.5 GB at 100M (10.3 GB)
 _UNCOMPRESSED_COLUMNS = {
     "record_map": ("record_id", "user_id"),
     "id_map": ("id_value", "user_id"),
