@@ -374,8 +374,8 @@ def _repeated_pairs(rid: np.ndarray, iid: np.ndarray, keys: list[np.ndarray], n_
 
     Only the rows of repeated pairs are ranked: one sort of the packed pairs finds the repeated ones, the records
     holding them narrow the rows down, and only those rows are sorted by (pair, keys, row). At 29M links, 5.2M
-    of them in repeated pairs, this took 2.2 s where looking each candidate up in the sorted pairs and ranking it
-    by its position in the finished link order took 4.7-5.2 s (a binary search per row and a scatter of every
+    of them in repeated pairs, this took 2.5-3.5 s where looking each candidate up in the sorted pairs and ranking
+    it by its position in the finished link order took 4.7-5.2 s (a binary search per row and a scatter of every
     position).
     """
     n = len(rid)
