@@ -393,7 +393,8 @@ def _create_from_frame(
 # text (dict_fsst) spends more time on it (see `identity.state.ZSTD_COLUMNS`)
 _ZSTD_COLUMNS = {"observations": ZSTD_COLUMNS["observations"]}
 # The tables written last are stored as they are, trading disk for time: with zstd the outputs phase took 21.9-23.2
-# s at 30M (16.9-17.7 s without) and 79.5-83.6 s at 100M (74.7 s without), the file 8.5 GB at 100M (10.3 GB)
+# s at 30M (16.9-17.7 s without) and 79.5-83.6 s at 100M (74.7 and 81.4 s without), the file 8.5 GB at 100M
+# (10.3 GB without)
 _UNCOMPRESSED_COLUMNS = {
     "record_map": ("record_id", "user_id"),
     "id_map": ("id_value", "user_id"),
