@@ -434,7 +434,7 @@ def _link_order(
     n_identities: int,
 ) -> np.ndarray:
     """Positions of the links in link order, keeping the first of each (record, identity) pair (of links equal in
-    every key, the lowest position). The order:
+    every key, the one in the lowest row). The order:
     `prefix` (strength, type priority, source priority folded into one number below n_prefixes), observed_at
     (nulls last), then (source, record_id) and (id_type, scope, id_value) as text through rid and oid.
 
