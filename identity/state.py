@@ -623,8 +623,9 @@ def _merge_causes(res: Resolution, merged: pl.DataFrame, node_old: dict) -> dict
     """(loser, winner) -> the joined link at which the loser's part first met the winner's part.
 
     Replays the spanning-forest links of the merged clusters in link order with a small union-find whose sets
-    carry the previous user ids of their members. Nodes are numbered first (dense ranks of their keys), so the
-    loop, which runs over every joined link of the merged clusters, works on integers and lists.
+    carry the previous user ids of their members (`node_old`: per record or identity node key, the set of
+    previous users that held it). Nodes are numbered first (dense ranks of their keys), so the loop, which runs
+    over every joined link of the merged clusters, works on integers and lists.
     """
     winners = dict(zip(merged["fresh"].to_list(), merged["winner"].to_list()))
     joined = links_of_users(res.links, merged["fresh"].unique()).filter(pl.col("status") == "joined")
@@ -639,12 +640,11 @@ def _merge_causes(res: Resolution, merged: pl.DataFrame, node_old: dict) -> dict
     n_nodes = n_records + int(numbered["b"].max()) + 1
     olds: list = [None] * n_nodes
     for a, source, record_id in numbered.select("a", "source", "record_id").unique(subset="a").iter_rows():
-        olds[a] = {node_old[("r", source, record_id)]} if ("r", source, record_id) in node_old else set()
+        olds[a] = set(node_old.get(("r", source, record_id), ()))
     for b, link_type, scope, link_value in (
         numbered.select("b", "link_type", "scope", "link_value").unique(subset="b").iter_rows()
     ):
-        node = ("i", link_type, scope, link_value)
-        olds[n_records + b] = {node_old[node]} if node in node_old else set()
+        olds[n_records + b] = set(node_old.get(("i", link_type, scope, link_value), ()))
     parent = list(range(n_nodes))
 
     def find(x: int) -> int:
@@ -730,12 +730,15 @@ def assign_stable_ids(
         for source, record_id, old in (
             prev_record_map.join(merged_records.select(RECORD_KEY), on=RECORD_KEY).select(*RECORD_KEY, "user_id")
         ).iter_rows():
-            node_old[("r", source, record_id)] = old
+            node_old[("r", source, record_id)] = {old}
         link_keys = merged_links.select(*ID_KEY, "link_type", "link_value").unique()
+        # A node can stand for identities that two previous users held: an md5 and a sha256 of one phone, each
+        # its own identity until the batch brings the plain phone they both translate to. The node carries
+        # both users, whatever order the join gives its rows in.
         for link_type, scope, link_value, old in (
             prev_id_map.join(link_keys, on=ID_KEY).select("link_type", "scope", "link_value", "user_id").iter_rows()
         ):
-            node_old[("i", link_type, scope, link_value)] = old
+            node_old.setdefault(("i", link_type, scope, link_value), set()).add(old)
         causes = _merge_causes(res, losers.select("fresh", "winner").unique(), node_old)
         for old, fresh, winner in losers.select("old", "fresh", "winner").iter_rows():
             link = causes.get((old, winner)) or {}
@@ -757,8 +760,11 @@ def assign_stable_ids(
         final_of = dict(zip(split_finals["fresh"].to_list(), split_finals["final"].to_list()))
         rejected_of = {}
         if res.rejected_links.height:
+            # the cause is the old user's first refused link in link order, so the join must keep that order: a
+            # polars join may reorder its rows (it did when the part an incremental run redoes was smaller than
+            # the whole), and the incremental run would then log another link than the full run
             by_record = res.rejected_links.join(
-                prev_record_map.rename({"user_id": "old"}), on=RECORD_KEY
+                prev_record_map.rename({"user_id": "old"}), on=RECORD_KEY, maintain_order="left"
             )
             for row in by_record.iter_rows(named=True):
                 rejected_of.setdefault(row["old"], row)

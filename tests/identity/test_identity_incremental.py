@@ -125,6 +125,64 @@ def test_incremental_equals_full_recompute_on_random_graphs(seed):
     assert_same(second, second_full)
 
 
+def test_a_merge_through_two_hashes_of_one_phone_is_caused_by_the_batch_bringing_the_phone(make_observations):
+    """Before the batch, an md5 and a sha256 of one phone are two identities of two users; the batch's plain phone
+    makes both one node, held by both previous users, so the merge is caused by the batch's link, not by
+    whichever hash the join happened to list last."""
+    import hashlib
+
+    phone = "13912340000"
+    rows = [
+        ("crm_members", "c1", "phone_md5", "", hashlib.md5(phone.encode()).hexdigest(), "2024-01-01 10:00:00"),
+        ("mp_logins", "m1", "phone_sha256", "", hashlib.sha256(phone.encode()).hexdigest(), "2024-01-02 10:00:00"),
+    ]
+    state = run(make_observations(rows)).state
+    assert state.users.height == 2
+    batch = make_observations([("orders", "o1", "phone", "", phone, "2024-02-01 10:00:00")])
+    incremental = run(batch, state=state, incremental=True)
+    full = run(pl.concat([make_observations(rows), batch]), state=state)
+    assert_same(incremental, full)
+    for result in (incremental, full):
+        (merge,) = result.events.filter(pl.col("event") == "merge").iter_rows(named=True)
+        assert (merge["source"], merge["record_id"], merge["id_type"], merge["id_value"]) == (
+            "orders", "o1", "phone", phone
+        )
+
+
+def test_a_split_is_caused_by_the_old_users_first_refused_link_in_link_order(make_observations):
+    """The split's cause is the first refused link (in link order) on the old user's records, in an incremental
+    run as in a full one: here a's, whose source comes before c's by priority, though c's record sorts first."""
+    config = IdentityConfig(source_priority=("oa_followers", "mp_logins"))
+    family = "13977770000"
+    rows = [("crm_members", f"m{k}", "phone", "", f"1390000{k:04d}", "2024-01-01 10:00:00") for k in range(300)]
+    rows += [("crm_members", f"m{k}", "unionid", "", f"U{k}", "2024-01-01 10:00:00") for k in range(300)]
+    # other users' refused links: each pair shares a phone but not its unionid
+    rows += [("orders", f"p{k}", "phone", "", f"1390000{k:04d}", "2024-01-03 10:00:00") for k in range(300)]
+    rows += [("orders", f"p{k}", "unionid", "", f"V{k}", "2024-01-03 10:00:00") for k in range(300)]
+    # one household: a, b and c are one user through the family phone until b and c show unionids of their own;
+    # then b's phone link comes first and keeps the phone (and the old id), a's and c's are refused
+    rows += [
+        ("mp_logins", "a", "unionid", "", "UA", "2024-01-01 10:00:00"),
+        ("mp_logins", "a", "phone", "", family, "2024-01-01 10:00:00"),
+        ("oa_followers", "b", "phone", "", family, "2024-01-02 10:00:00"),
+        ("crm_members", "c", "phone", "", family, "2024-01-02 10:00:00"),
+    ]
+    state = run(make_observations(rows), config).state
+    batch = make_observations([
+        ("oa_followers", "b", "unionid", "", "UB", "2024-01-02 10:00:00"),
+        ("crm_members", "c", "unionid", "", "UC", "2024-01-02 10:00:00"),
+    ])
+    incremental = run(batch, config, state=state, incremental=True)
+    full = run(pl.concat([make_observations(rows), batch]), config, state=state)
+    assert_same(incremental, full)
+    for result in (incremental, full):
+        splits = result.events.filter(pl.col("event") == "split")
+        assert splits.height == 2
+        assert set(splits.select("source", "record_id", "id_type", "id_value").rows()) == {
+            ("mp_logins", "a", "phone", family)
+        }
+
+
 def test_keyed_ids_partition_like_unkeyed_ones_and_stay_stable_incrementally():
     """With a key, user ids are HMACs of their anchors: same users, other ids, and none recomputable from a phone
     without the key; incremental runs under the key still equal a full recompute under it."""
