@@ -12,8 +12,8 @@ from collections import deque
 import polars as pl
 
 from identity.config import IdentityConfig
-from identity.normalize import BLOCK_REASONS, normalize_observations
-from identity.resolution import links_of_users
+from identity.normalize import BLOCK_REASONS, normalize_observations, phone_hashes
+from identity.resolution import HASH_TYPES, links_of_users
 
 ID_KEY = ["id_type", "scope", "id_value"]
 
@@ -63,6 +63,24 @@ def _chains(links: pl.DataFrame, start: tuple) -> dict:
             steps.append(row)
         paths[node] = list(reversed(steps))
     return paths
+
+
+def _start_node(user_links: pl.DataFrame, is_key: pl.Expr, key: dict) -> tuple:
+    """The node of the queried identity in its user's link graph: the node its own links link (a hashed phone's
+    is the phone it translates to), else the identity itself.
+
+    A hash's own links can all be missing from its user's links, though its user is the phone's: dropped as
+    repeats of the plain phone's link on the same record, or on another user's record, where they were refused.
+    Its node is then the user's phone it is the digest of."""
+    start_row = user_links.filter(is_key)
+    if start_row.height:
+        return ("identity", start_row["link_type"][0], key["scope"], start_row["link_value"][0])
+    if key["id_type"] in HASH_TYPES:
+        digest = HASH_TYPES.index(key["id_type"])  # phone_hashes gives (md5, sha256), as HASH_TYPES lists them
+        for phone in user_links.filter(pl.col("link_type") == "phone")["link_value"].unique().sort().to_list():
+            if phone_hashes(phone)[digest] == key["id_value"]:
+                return ("identity", "phone", "", phone)
+    return ("identity", key["id_type"], key["scope"], key["id_value"])
 
 
 def explain(
@@ -121,11 +139,7 @@ def explain(
         identity_rows.append({**ident, "seen": seen_at})
 
     user_links = links_of_users(tables["links"], pl.Series([user_id], dtype=pl.String))
-    start_row = user_links.filter(is_key)
-    if start_row.height:
-        start = ("identity", start_row["link_type"][0], key["scope"], start_row["link_value"][0])
-    else:
-        start = ("identity", key["id_type"], key["scope"], key["id_value"])
+    start = _start_node(user_links, is_key, key)
     chains = {
         f"{node[1]}\t{node[2]}\t{node[3]}": [
             {name: row[name] for name in ("source", "record_id", "id_type", "scope", "id_value", "link_type",

@@ -740,7 +740,7 @@ def assign_stable_ids(
         ):
             node_old.setdefault(("i", link_type, scope, link_value), set()).add(old)
         causes = _merge_causes(res, losers.select("fresh", "winner").unique(), node_old)
-        for old, fresh, winner in losers.select("old", "fresh", "winner").iter_rows():
+        for old, fresh, winner in losers.select("old", "fresh", "winner").sort("old").iter_rows():
             link = causes.get((old, winner)) or {}
             events.append(
                 (run_id, "merge", old, winner, "link", link.get("source"), link.get("record_id"),

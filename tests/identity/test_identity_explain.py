@@ -57,6 +57,33 @@ def test_explain_finds_the_user_its_chains_and_the_refused_link(tmp_path):
     assert explain(tables, "unionid", "nobody")["status"] == "unknown"
 
 
+def test_explain_chains_a_hashed_phone_from_the_phone_it_stands_for():
+    """A hash's own link can be missing from its user's links: dropped as a repeat of the plain phone's link on the
+    same record (M1), or refused on another user's record (M2, whose member id conflicts). Its chains then start
+    at the phone it is the digest of, not at a node with no links."""
+    import hashlib
+
+    phone = "13912345678"
+    md5, sha256 = hashlib.md5(phone.encode()).hexdigest(), hashlib.sha256(phone.encode()).hexdigest()
+    rows = [
+        ("crm_members", "M1", "member_id", "crm", "M1", "2024-01-01 10:00:00"),
+        ("crm_members", "M1", "phone", "", phone, "2024-01-01 10:00:00"),
+        ("crm_members", "M1", "phone_md5", "", md5, "2024-01-01 10:00:00"),
+        ("crm_members", "M1", "email", "", "m1@example.com", "2024-01-01 10:00:00"),
+        ("crm_members", "M2", "member_id", "crm", "M2", "2024-01-02 10:00:00"),
+        ("crm_members", "M2", "phone_sha256", "", sha256, "2024-01-02 10:00:00"),
+    ]
+    columns = ["source", "record_id", "id_type", "scope", "id_value", "observed_at"]
+    resolution = resolve(pl.DataFrame(rows, schema=columns, orient="row"), links=True)
+    tables = {**resolution.tables(), "links": resolution.links}
+    by_phone = explain(tables, "phone", phone)
+    for id_type, digest in (("phone_md5", md5), ("phone_sha256", sha256.upper())):
+        result = explain(tables, id_type, digest)
+        assert result["user_id"] == by_phone["user_id"]
+        assert result["chains"] == by_phone["chains"]
+        assert [step["record_id"] for step in result["chains"]["email\t\tm1@example.com"]] == ["M1", "M1"]
+
+
 def test_explain_shows_merge_history(tmp_path):
     observations = pl.read_csv(_tables(tmp_path), infer_schema=False)
     first = run(observations)
