@@ -12,7 +12,7 @@ from polars.testing import assert_frame_equal
 from identity.config import IdentityConfig
 from identity.outofcore import OUTPUT_TABLES, resolve_out_of_core
 from identity.resolution import resolve
-from tests.identity.test_identity_reference import frame, random_config, random_graph
+from tests.identity.test_identity_reference import frame, overlapping_graphs, random_config, random_graph
 
 
 def _tables(database) -> dict[str, pl.DataFrame]:
@@ -37,6 +37,15 @@ def test_random_graphs_give_the_tables_of_resolve(tmp_path, seed):
     key = b"k" * 32 if seed % 2 else None
     result = resolve_out_of_core(observations, tmp_path / "oneid.duckdb", config, id_key=key, batch_rows=997)
     _assert_same(resolve(observations, config, id_key=key), tmp_path / "oneid.duckdb", result.stats)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_overlapping_random_graphs_give_the_tables_of_resolve(tmp_path, seed):
+    rng = random.Random(777_000 + seed)
+    config = random_config(rng)
+    observations = frame(overlapping_graphs(rng))
+    result = resolve_out_of_core(observations, tmp_path / "oneid.duckdb", config, batch_rows=97)
+    _assert_same(resolve(observations, config), tmp_path / "oneid.duckdb", result.stats)
 
 
 def test_parquet_files_in_batches_and_a_rerun_replaces_the_tables(tmp_path):

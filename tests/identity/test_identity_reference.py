@@ -179,6 +179,13 @@ def random_graph(rng: random.Random, graph: int) -> list[tuple]:
     return rows
 
 
+def overlapping_graphs(rng: random.Random) -> list[tuple]:
+    """Random graphs drawn from a few dozen tags, so a tag's records and values recur in several draws: one record
+    gathers identifiers from each, and components span draws (the batches above keep graphs apart)."""
+    tags = rng.randint(5, 60)
+    return [row for _ in range(rng.randint(20, 120)) for row in random_graph(rng, rng.randrange(tags))]
+
+
 def random_config(rng: random.Random) -> IdentityConfig:
     priority = list(DEFAULT_ID_TYPE_PRIORITY)
     if rng.random() < 0.3:
@@ -242,6 +249,14 @@ def test_single_random_graphs_match_the_reference(seed):
     config = random_config(rng)
     rows = [row for graph in range(3) for row in random_graph(rng, graph)]
     observations = frame(rows)
+    compare(resolve(observations, config), reference(observations, config))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_overlapping_random_graphs_match_the_reference(seed):
+    rng = random.Random(777_000 + seed)
+    config = random_config(rng)
+    observations = frame(overlapping_graphs(rng))
     compare(resolve(observations, config), reference(observations, config))
 
 
