@@ -13,7 +13,7 @@ import polars as pl
 
 from identity.config import ConfigError, load_config
 from identity.evaluate import pairwise_scores
-from identity.explain import explain, render
+from identity.explain import explain, render, tables_for_value
 from identity.normalize import OUTPUT_COLUMNS
 from identity.resolution import resolve
 
@@ -124,16 +124,15 @@ def _explain(args: argparse.Namespace) -> int:
         return 2
     if args.state:
         from identity.connection import connect
-        from identity.state import load_state
 
         if not Path(args.state).exists():
             raise FileNotFoundError(args.state)
+        # only the value's user is read, not the whole state
         with connect(args.state, read_only=True) as con:
-            state = load_state(con)
-        if state is None:
+            tables = tables_for_value(con, args.id_type, args.value, args.scope or "", config)
+        if tables is None:
             print(f"oneid explain: {args.state} holds no identity state", file=sys.stderr)
             return 1
-        tables = state.tables()
     else:
         resolution = resolve(read_table(args.observations), config, links=True)
         tables = {**resolution.tables(), "links": resolution.links}

@@ -133,3 +133,58 @@ def test_cli_state_incremental_and_explain(tmp_path, capsys):
     assert "Chains of links from phone:13912345678" in capsys.readouterr().out
     assert main(["explain", "--id-type", "unionid", "--value", "nobody", "--state", state]) == 3
     assert main(["resolve", "--observations", str(batch), "--out", str(out), "--incremental"]) == 2
+
+
+def test_explain_on_the_rows_read_for_one_value_equals_explain_on_the_whole_state(tmp_path):
+    """`tables_for_value` reads only the value's user from a state database (what `oneid explain --state` does);
+    explain must say the same as on the whole state: found identities (with merges and splits in their history),
+    hashed phones in either case, blocked, shared, unusable and unknown values."""
+    import random
+
+    import duckdb
+
+    from identity.explain import tables_for_value
+    from identity.state import save_changes, save_state
+    from tests.identity.test_identity_reference import frame, overlapping_graphs, random_config
+
+    rng = random.Random(4242)
+    config = random_config(rng)
+    rows = overlapping_graphs(rng)
+    rng.shuffle(rows)
+    cut = int(len(rows) * 0.8)
+    database = tmp_path / "state.duckdb"
+    first = run(frame(rows[:cut]), config)
+    second = run(frame(rows[cut:]), config, first.state, incremental=True)
+    with duckdb.connect(str(database)) as con:
+        save_state(con, first.state)
+        save_changes(con, second.state, second.changes)
+    state = second.state
+    assert state.merge_log.height > 0
+    queries = [tuple(row) for row in state.id_map.select("id_type", "scope", "id_value").sample(60, seed=1).rows()]
+    queries += [(t, s, v.upper()) for t, s, v in state.id_map.filter(pl.col("id_type") == "phone_md5")
+                .select("id_type", "scope", "id_value").head(3).rows()]
+    queries += [tuple(row) for row in state.blocked_values.select("id_type", "scope", "id_value").head(5).rows()]
+    queries += [("phone", "", "139****5678"), ("unionid", "", "nobody"), ("openid", "nowhere", "o1")]
+    statuses = set()
+    with duckdb.connect(str(database), read_only=True) as con:
+        for id_type, scope, value in queries:
+            part = tables_for_value(con, id_type, value, scope, config)
+            assert part["record_map"].height < state.record_map.height
+            expected = explain(state.tables(), id_type, value, scope, config)
+            assert explain(part, id_type, value, scope, config) == expected, (id_type, scope, value)
+            statuses.add(expected["status"])
+            if expected["status"] == "found" and expected["history"]:
+                statuses.add("history")
+    assert statuses == {"found", "history", "blocked", "unusable", "unknown"}
+
+
+def test_explain_without_a_state_in_the_database(tmp_path, capsys):
+    import duckdb
+
+    from identity.explain import tables_for_value
+
+    database = tmp_path / "empty.duckdb"
+    with duckdb.connect(str(database)) as con:
+        assert tables_for_value(con, "phone", "13912345678") is None
+    assert main(["explain", "--id-type", "phone", "--value", "13912345678", "--state", str(database)]) == 1
+    assert "holds no identity state" in capsys.readouterr().err
