@@ -128,7 +128,11 @@ def _phones(part: pl.DataFrame) -> pl.DataFrame:
         id_value=pl.col("_trim"),
         unusable_reason=pl.when(pl.col("_trim").is_in(JUNK_PHONES)).then(pl.lit("junk")),
     )
-    messy = part.filter(~plain).with_columns(_wide=pl.col("_trim").str.normalize("NFKC"))
+    # a phone a spreadsheet or pandas turned into a float ("13912345678.0") is still that phone; one in
+    # scientific notation ("1.39123E+10") has lost digits and stays invalid
+    messy = part.filter(~plain).with_columns(
+        _wide=pl.col("_trim").str.normalize("NFKC").str.replace(r"(\d)\.0+$", "${1}")
+    )
     messy = messy.with_columns(_digits=pl.col("_wide").str.replace_all(r"[\s\-.()]", ""))
     digits = pl.col("_digits")
     messy = messy.with_columns(

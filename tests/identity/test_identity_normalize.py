@@ -36,6 +36,10 @@ def normalize_one(id_type, value, scope="", config=None, **extra):
         ("0086 13912345678", VALID, None),
         ("139-1234-5678", VALID, None),
         ("139.1234.5678", VALID, None),
+        ("13912345678.0", VALID, None),  # a spreadsheet's float
+        ("+86 13912345678.00", VALID, None),
+        ("1.39123E+10", None, "invalid_phone"),  # scientific notation: digits lost
+        ("13912345678.5", None, "invalid_phone"),
         ("(+86) 139 1234 5678", VALID, None),
         ("  13912345678\t", VALID, None),
         ("１３９１２３４５６７８", VALID, None),  # full-width digits
