@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+import duckdb
 import polars as pl
 
 from identity.config import ConfigError, load_config
@@ -215,6 +216,17 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except (ConfigError, ValueError, FileNotFoundError) as error:
         print(f"oneid {args.command}: {error}", file=sys.stderr)
+        return 1
+    except duckdb.IOException as error:
+        # DuckDB lets one process open a file for writing and then no other, not even to read it
+        if "lock" not in str(error):
+            raise
+        database = args.state or getattr(args, "out_of_core", None)
+        print(
+            f"oneid {args.command}: {database} is open in another process (a pipeline run writing the warehouse?); "
+            f"try again when it has finished. DuckDB: {str(error).splitlines()[0]}",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -188,3 +188,27 @@ def test_explain_without_a_state_in_the_database(tmp_path, capsys):
         assert tables_for_value(con, "phone", "13912345678") is None
     assert main(["explain", "--id-type", "phone", "--value", "13912345678", "--state", str(database)]) == 1
     assert "holds no identity state" in capsys.readouterr().err
+
+
+def test_a_state_open_in_another_process_gets_a_clear_error(tmp_path, capsys):
+    """A pipeline run holding the warehouse open for writing: explain says so instead of a DuckDB traceback."""
+    import subprocess
+    import sys
+
+    import duckdb
+
+    database = tmp_path / "busy.duckdb"
+    duckdb.connect(str(database)).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, time; con = duckdb.connect({str(database)!r}); print('open', "
+         "flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        assert main(["explain", "--id-type", "phone", "--value", "13912345678", "--state", str(database)]) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+    error = capsys.readouterr().err
+    assert f"{database} is open in another process" in error and "Conflicting lock" in error
