@@ -94,8 +94,9 @@ def explain(
     record_map, links, rejected_links and blocked_values; merge_log is optional.
 
     Returns a dict: `query` (the normalized identity), `status` (`found`, `blocked`, `unusable`, `unknown`),
-    and when found: `user_id`, `records`, `identities` (each with `seen`: where and when), `chains`
-    (identity -> list of link steps), `rejected`, `blocked`, `history`.
+    and when found: `user_id`, `records`, `identities` (each with `seen`: where and when, and `own_record`: false
+    on another user's record, where its link was refused), `chains` (identity -> list of link steps), `rejected`,
+    `blocked`, `history`.
     """
     norm = normalize_value(id_type, value, scope, config)
     key = {"id_type": norm["id_type"], "scope": norm["scope"], "id_value": norm["id_value"]}
@@ -122,10 +123,12 @@ def explain(
     user_id = found["user_id"].item()
     records = tables["record_map"].filter(pl.col("user_id") == user_id).select("source", "record_id")
     identities = tables["id_map"].filter(pl.col("user_id") == user_id).select(ID_KEY)
+    # every record an identity was seen on, the user's own and others' (whose link to it was refused)
     seen = (
         observations.join(identities, on=ID_KEY, how="semi")
-        .join(records, on=["source", "record_id"], how="semi")
-        .select(*ID_KEY, "source", "record_id", "observed_at", "strength")
+        .join(records.with_columns(own_record=pl.lit(True)), on=["source", "record_id"], how="left")
+        .with_columns(pl.col("own_record").fill_null(False))
+        .select(*ID_KEY, "source", "record_id", "observed_at", "strength", "own_record")
         .sort(*ID_KEY, "observed_at", "source", "record_id", nulls_last=True)
     )
     identity_rows = []
@@ -135,7 +138,7 @@ def explain(
             & (pl.col("scope") == ident["scope"])
             & (pl.col("id_value") == ident["id_value"])
         )
-        seen_at = where.select("source", "record_id", "observed_at", "strength").to_dicts()
+        seen_at = where.select("source", "record_id", "observed_at", "strength", "own_record").to_dicts()
         identity_rows.append({**ident, "seen": seen_at})
 
     user_links = links_of_users(tables["links"], pl.Series([user_id], dtype=pl.String))
@@ -180,7 +183,7 @@ def tables_for_value(
 ) -> dict[str, pl.DataFrame] | None:
     """What `explain` reads about one value, read from a state database (`identity.state.save_state`'s schemas):
     the value's rows of `id_map` and `blocked_values`; the rows of its user (records, identities, the observations
-    on its records, its links, the refused links touching it); and the merge log. None if the database holds no
+    on its records and of its identities, its links, the refused links touching it); and the merge log. None if the database holds no
     state. `explain` gives the same on these as on the whole state, which `load_state` would read: at 10M links
     20 s and 5.3 GB for one phone.
     """
@@ -196,10 +199,10 @@ def tables_for_value(
     key = [norm["id_type"], norm["scope"], norm["id_value"]]
     on_key = "t.id_type = ? and t.scope = ? and t.id_value = ?"
 
-    def rows(table: str, where: str = "false", params: list | None = None, join: str = "") -> pl.DataFrame:
-        """The table's rows that `where` (and `join`) keep, in the table's order, as the whole state holds them."""
+    def rows(table: str, where: str = "false", params: list | None = None) -> pl.DataFrame:
+        """The table's rows that `where` keeps, in the table's order, as the whole state holds them."""
         schema = history if table in HISTORY_TABLES else latest
-        query = f'select t.* from "{schema}"."{table}" t {join} where {where} order by t.rowid'
+        query = f'select t.* from "{schema}"."{table}" t where {where} order by t.rowid'
         frame = con.sql(query, params=params or None).pl()
         wanted = {**LATEST_TABLES, **HISTORY_TABLES}[table]
         return frame.cast(wanted) if wanted is not None else frame
@@ -215,14 +218,26 @@ def tables_for_value(
         tables["observations"] = rows("observations", on_key, key)
         return tables
     user = users[0]
-    records = (
-        f'semi join (select source, record_id from "{latest}"."record_map" where user_id = ?) r '
-        "on r.source = t.source and r.record_id = t.record_id"
-    )
+    # the observations on the user's records, and those of its identities on other records
+    observations = con.sql(
+        f"""
+        select * exclude (_row) from (
+            select t.*, t.rowid as _row from "{latest}"."observations" t
+            semi join (select source, record_id from "{latest}"."record_map" where user_id = $user) r
+                on r.source = t.source and r.record_id = t.record_id
+            union
+            select t.*, t.rowid as _row from "{latest}"."observations" t
+            semi join (select id_type, scope, id_value from "{latest}"."id_map" where user_id = $user) i
+                on i.id_type = t.id_type and i.scope = t.scope and i.id_value = t.id_value
+        )
+        order by _row
+        """,
+        params={"user": user},
+    ).pl()
     tables.update(
         record_map=rows("record_map", "t.user_id = ?", [user]),
         id_map=rows("id_map", "t.user_id = ?", [user]),
-        observations=rows("observations", "true", [user], join=records),
+        observations=observations,
         links=rows("links", "t.user_id = ?", [user]),
         rejected_links=rows("rejected_links", "? in (t.user_id, t.conflicting_user_id)", [user]),
         merge_log=rows("merge_log", "true"),
@@ -263,11 +278,11 @@ def render(result: dict) -> str:
     for ident in result["identities"]:
         lines.append(f"  {_ident(ident['id_type'], ident['scope'], ident['id_value'])}")
         for seen in ident["seen"]:
+            elsewhere = "" if seen["own_record"] else "  (another user's record: its link was refused)"
             lines.append(
                 f"      {seen['source']}/{seen['record_id']}  {_when(seen['observed_at'])}  {seen['strength']}"
+                + elsewhere
             )
-        if not ident["seen"]:
-            lines.append("      (every link to it was refused; it is held by this user alone)")
     lines.append("")
     lines.append(f"Chains of links from {asked}:")
     if not result["chains"]:

@@ -82,6 +82,10 @@ def test_explain_chains_a_hashed_phone_from_the_phone_it_stands_for():
         assert result["user_id"] == by_phone["user_id"]
         assert result["chains"] == by_phone["chains"]
         assert [step["record_id"] for step in result["chains"]["email\t\tm1@example.com"]] == ["M1", "M1"]
+    # the sha256 was seen on M2 only, whose link to it was refused: shown as another user's record
+    (hashed,) = [ident for ident in by_phone["identities"] if ident["id_type"] == "phone_sha256"]
+    assert [(seen["record_id"], seen["own_record"]) for seen in hashed["seen"]] == [("M2", False)]
+    assert "crm_members/M2  2024-01-02 10:00:00  strong  (another user's record" in render(by_phone)
 
 
 def test_explain_shows_merge_history(tmp_path):
