@@ -105,6 +105,11 @@ def explain(
     observations = tables["observations"]
     if norm["id_value"] is None or norm["unusable_reason"] not in (None, *BLOCK_REASONS):
         result.update(status="unusable", reason=norm["unusable_reason"])
+        if norm["unusable_reason"] == "missing_scope":
+            # a scoped type asked without its scope: the scopes the value is an identity in, to ask again with
+            id_map = tables["id_map"]
+            known = id_map.filter((pl.col("id_type") == key["id_type"]) & (pl.col("id_value") == key["id_value"]))
+            result["scopes"] = sorted(known["scope"].unique().to_list())
         return result
     blocked = tables["blocked_values"].filter(is_key)
     found = tables["id_map"].filter(is_key)
@@ -210,6 +215,9 @@ def tables_for_value(
     tables = {name: rows(name) for name in [*LATEST_TABLES, *HISTORY_TABLES]}  # empty, with their columns
     if norm["id_value"] is None:
         return tables
+    if norm["unusable_reason"] == "missing_scope":
+        tables["id_map"] = rows("id_map", "t.id_type = ? and t.id_value = ?", [norm["id_type"], norm["id_value"]])
+        return tables
     tables["blocked_values"] = rows("blocked_values", on_key, key)
     tables["id_map"] = rows("id_map", on_key, key)
     users = tables["id_map"]["user_id"].to_list()
@@ -259,7 +267,10 @@ def render(result: dict) -> str:
     asked = _ident(q["id_type"], q["scope"], q["id_value"] if q["id_value"] is not None else result["raw_value"])
     lines = []
     if result["status"] == "unusable":
-        return f"{asked}: not an identity ({result['reason']}); it links nothing"
+        text = f"{asked}: not an identity ({result['reason']}); it links nothing"
+        if result.get("scopes"):
+            text += f". It is an identity with --scope {' or --scope '.join(result['scopes'])}"
+        return text
     if result["status"] == "unknown":
         return f"{asked}: not seen in this resolution"
     if result["status"] == "blocked":

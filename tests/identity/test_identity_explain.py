@@ -54,6 +54,10 @@ def test_explain_finds_the_user_its_chains_and_the_refused_link(tmp_path):
     blocked = explain(tables, "phone", "13800138000")
     assert blocked["status"] == "blocked" and blocked["carriers"][0]["record_id"] == "miniprogram_shop/10"
     assert explain(tables, "phone", "138****1234")["status"] == "unusable"
+    # an openid asked without its appid: which scopes to ask with
+    unscoped = explain(tables, "openid", "oA1")
+    assert (unscoped["status"], unscoped["reason"], unscoped["scopes"]) == ("unusable", "missing_scope", ["wxoa"])
+    assert render(unscoped).endswith("It is an identity with --scope wxoa")
     assert explain(tables, "unionid", "nobody")["status"] == "unknown"
 
 
@@ -169,6 +173,7 @@ def test_explain_on_the_rows_read_for_one_value_equals_explain_on_the_whole_stat
                 .select("id_type", "scope", "id_value").head(3).rows()]
     queries += [tuple(row) for row in state.blocked_values.select("id_type", "scope", "id_value").head(5).rows()]
     queries += [("phone", "", "139****5678"), ("unionid", "", "nobody"), ("openid", "nowhere", "o1")]
+    queries += [("openid", "", v) for v in state.id_map.filter(pl.col("id_type") == "openid")["id_value"].head(3)]
     statuses = set()
     with duckdb.connect(str(database), read_only=True) as con:
         for id_type, scope, value in queries:
