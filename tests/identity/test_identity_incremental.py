@@ -160,7 +160,7 @@ def test_a_split_is_caused_by_the_old_users_first_refused_link_in_link_order(mak
     rows += [("orders", f"p{k}", "phone", "", f"1390000{k:04d}", "2024-01-03 10:00:00") for k in range(300)]
     rows += [("orders", f"p{k}", "unionid", "", f"V{k}", "2024-01-03 10:00:00") for k in range(300)]
     # one household: a, b and c are one user through the family phone until b and c show unionids of their own;
-    # then b's phone link comes first and keeps the phone (and the old id), a's and c's are refused
+    # then b's phone link comes first and keeps the phone, a's and c's are refused; two parts split off
     rows += [
         ("mp_logins", "a", "unionid", "", "UA", "2024-01-01 10:00:00"),
         ("mp_logins", "a", "phone", "", family, "2024-01-01 10:00:00"),
