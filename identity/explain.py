@@ -14,6 +14,7 @@ import polars as pl
 from identity.config import IdentityConfig
 from identity.normalize import BLOCK_REASONS, normalize_observations, phone_hashes
 from identity.resolution import HASH_TYPES, links_of_users
+from identity.state import HISTORY_SCHEMA, HISTORY_TABLES, LATEST_SCHEMA, LATEST_TABLES, state_exists
 
 ID_KEY = ["id_type", "scope", "id_value"]
 
@@ -192,8 +193,6 @@ def tables_for_value(
     state. `explain` gives the same on these as on the whole state, which `load_state` would read: at 10M links
     20 s and 5.3 GB for one phone.
     """
-    from identity.state import HISTORY_SCHEMA, HISTORY_TABLES, LATEST_SCHEMA, LATEST_TABLES, state_exists
-
     latest, history = latest_schema or LATEST_SCHEMA, history_schema or HISTORY_SCHEMA
     if not state_exists(con, latest, history):
         return None
