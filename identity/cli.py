@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         # DuckDB lets one process open a file for writing and then no other, not even to read it
         if "lock" not in str(error):
             raise
-        database = args.state or getattr(args, "out_of_core", None)
+        database = getattr(args, "state", None) or getattr(args, "out_of_core", None)
         print(
             f"oneid {args.command}: {database} is open in another process (a pipeline run writing the warehouse?); "
             f"try again when it has finished. DuckDB: {str(error).splitlines()[0]}",

@@ -189,9 +189,9 @@ def tables_for_value(
 ) -> dict[str, pl.DataFrame] | None:
     """What `explain` reads about one value, read from a state database (`identity.state.save_state`'s schemas):
     the value's rows of `id_map` and `blocked_values`; the rows of its user (records, identities, the observations
-    on its records and of its identities, its links, the refused links touching it); and the merge log. None if the database holds no
-    state. `explain` gives the same on these as on the whole state, which `load_state` would read: at 10M links
-    20 s and 5.3 GB for one phone.
+    on its records and of its identities, its links, the refused links touching it); and the merge log. None if
+    the database holds no state. `explain` gives the same on these as on the whole state, which `load_state`
+    would read: at 10M links 20 s and 5.3 GB for one phone.
     """
     latest, history = latest_schema or LATEST_SCHEMA, history_schema or HISTORY_SCHEMA
     if not state_exists(con, latest, history):
