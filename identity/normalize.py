@@ -32,6 +32,8 @@ OUTPUT_COLUMNS = (
 BLOCK_REASONS = ("junk", "blocklist", "blocklist_pattern", "shared")
 
 PHONE_PATTERN = r"^1[3-9][0-9]{9}$"
+_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
+PHONE_SEPARATORS = f"[\\s\\-.()\u2010-\u2015\u2212{_INVISIBLE}]"
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 HASH_LENGTHS = {"phone_md5": 32, "phone_sha256": 64}
 
@@ -133,7 +135,9 @@ def _phones(part: pl.DataFrame) -> pl.DataFrame:
     messy = part.filter(~plain).with_columns(
         _wide=pl.col("_trim").str.normalize("NFKC").str.replace(r"(\d)\.0+$", "${1}")
     )
-    messy = messy.with_columns(_digits=pl.col("_wide").str.replace_all(r"[\s\-.()]", ""))
+    # text copied from chats and web pages brings invisible characters (zero-width space, joiners, a byte-order
+    # mark) and typographic dashes that NFKC leaves as they are
+    messy = messy.with_columns(_digits=pl.col("_wide").str.replace_all(PHONE_SEPARATORS, ""))
     digits = pl.col("_digits")
     messy = messy.with_columns(
         _digits=pl.when(digits.str.starts_with("+86"))
@@ -161,7 +165,9 @@ def _phones(part: pl.DataFrame) -> pl.DataFrame:
 
 
 def _emails(part: pl.DataFrame) -> pl.DataFrame:
-    part = part.with_columns(_email=pl.col("_trim").str.normalize("NFKC").str.strip_chars().str.to_lowercase())
+    # invisible characters and a "mailto:" prefix come with addresses copied from web pages and mail clients
+    email = pl.col("_trim").str.normalize("NFKC").str.replace_all(f"[{_INVISIBLE}]", "").str.strip_chars()
+    part = part.with_columns(_email=email.str.to_lowercase().str.strip_prefix("mailto:"))
     valid = pl.col("_email").str.contains(EMAIL_PATTERN)
     return part.with_columns(
         id_value=pl.when(valid).then(pl.col("_email")),

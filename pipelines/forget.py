@@ -25,7 +25,7 @@ import polars as pl
 
 import identity
 from identity.config import IdentityConfig
-from identity.normalize import phone_hashes
+from identity.normalize import PHONE_SEPARATORS, phone_hashes
 from identity.privacy import identity_hmac, identity_hmac_series
 from identity.state import table_exists
 from pipelines.observations import RecordSpec
@@ -217,6 +217,10 @@ def delete_raw_rows(con, specs: list[RecordSpec], records: pl.DataFrame) -> dict
     return deleted
 
 
+# what a phone's cell may hold between its digits (those that phone normalization drops, and a plus sign)
+_SEPARATORS = PHONE_SEPARATORS.replace("[", "[+", 1)
+
+
 def delete_quarantine(con, identities: pl.DataFrame, raw_values: list[str]) -> int:
     """Quarantine keeps one raw cell per bad row: drop those holding one of the person's values, in any form."""
     values = sorted({v for v in [*identities["id_value"].to_list(), *raw_values] if v and len(v) >= 6})
@@ -227,7 +231,7 @@ def delete_quarantine(con, identities: pl.DataFrame, raw_values: list[str]) -> i
         return int(
             con.execute(
                 "delete from raw.quarantine where exists (select 1 from __forget_values "
-                "where contains(regexp_replace(coalesce(raw_value, ''), '[\\s+\\-]', '', 'g'), v) "
+                f"where contains(regexp_replace(coalesce(raw_value, ''), '{_SEPARATORS}', '', 'g'), v) "
                 "or contains(coalesce(raw_value, ''), v))"
             ).fetchall()[0][0]
         )

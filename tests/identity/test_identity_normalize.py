@@ -44,6 +44,12 @@ def normalize_one(id_type, value, scope="", config=None, **extra):
         ("  13912345678\t", VALID, None),
         ("１３９１２３４５６７８", VALID, None),  # full-width digits
         ("＋８６　１３９１２３４５６７８", VALID, None),  # full-width plus and ideographic space
+        ("\u200b13912345678", VALID, None),  # a zero-width space from a chat copy
+        ("\ufeff139\u200d1234\u200c5678\u2060", VALID, None),  # byte-order mark, joiners, word joiner
+        ("139\u00a01234\u00a05678", VALID, None),  # no-break spaces
+        ("139\u20141234\u20135678", VALID, None),  # em and en dashes from a word processor
+        ("139\u22121234\u20105678", VALID, None),  # a minus sign and a hyphen that are not ASCII
+        ("\u200b", None, "invalid_phone"),  # only an invisible character: not empty, and no phone
         ("19912345678", "19912345678", None),
         ("138****1234", None, "masked"),
         ("1******6198", None, "masked"),
@@ -88,6 +94,11 @@ def test_phone_normalization(raw, expected, reason):
     [
         ("  Foo.Bar@Example.COM ", "foo.bar@example.com", None),
         ("ａｌｉｃｅ＠ｅｘａｍｐｌｅ．ｃｎ", "alice@example.cn", None),
+        ("\u200bAlice@Example.cn\ufeff", "alice@example.cn", None),
+        ("ali\u200dce@example.cn", "alice@example.cn", None),
+        ("mailto:Alice@Example.cn", "alice@example.cn", None),
+        ("MAILTO:alice@example.cn", "alice@example.cn", None),
+        ("mailto:", None, "invalid_email"),
         ("not-an-email", None, "invalid_email"),
         ("a@b", None, "invalid_email"),
         ("undefined", None, "junk"),

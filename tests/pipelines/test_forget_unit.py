@@ -8,7 +8,7 @@ import pytest
 
 import identity
 from identity.privacy import DEMO_KEY, identity_hmac
-from pipelines.forget import TombstoneFilter, forget, normalize_identifiers, person_scope
+from pipelines.forget import TombstoneFilter, delete_quarantine, forget, normalize_identifiers, person_scope
 from pipelines.observations import load_record_specs
 from pipelines.settings import REPO_ROOT
 
@@ -106,3 +106,16 @@ def test_person_scope_of_the_whole_user_takes_every_record_and_identity_it_holds
     assert sorted(records.iter_rows()) == [("crm", "m1"), ("mp", "r1"), ("mp", "r2")]
     assert sorted(v for t, _, v in identities.iter_rows() if not t.startswith("phone_")) == [
         "13700000001", "13912345678", "M1", "O1", "U1"]
+
+
+def test_quarantine_rows_holding_the_persons_phone_in_any_spelling_are_deleted():
+    con = duckdb.connect()
+    con.execute("create schema raw")
+    kept = ["13900000000", "139 0000 1111", "not a phone", None]
+    gone = ["13912345678x", "+86 139-1234-5678", "139\u200b1234\u20145678", "(139) 1234.5678", "tel 13912345678"]
+    con.execute("create table raw.quarantine (row_number integer, raw_value varchar)")
+    con.executemany("insert into raw.quarantine values (?, ?)", list(enumerate(kept + gone)))
+    identities = pl.DataFrame({"id_value": ["13912345678"]})
+    assert delete_quarantine(con, identities, raw_values=[]) == len(gone)
+    left = con.sql("select raw_value from raw.quarantine order by row_number").fetchall()
+    assert [row[0] for row in left] == kept
