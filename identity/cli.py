@@ -37,9 +37,10 @@ def _resolve(args: argparse.Namespace) -> int:
         return 2
     if args.out_of_core:
         return _resolve_out_of_core(args, config)
+    out_written = False
     if args.state:
         from identity.connection import connect
-        from identity.state import load_state, load_touched_state, run, save_changes, save_state
+        from identity.state import copy_record_map, load_state, load_touched_state, run, save_changes, save_state
 
         observations = read_table(args.observations)
         with connect(args.state) as con:
@@ -56,12 +57,19 @@ def _resolve(args: argparse.Namespace) -> int:
             if result.changes is not None:
                 save_changes(con, result.state, result.changes)
                 # the outputs cover every record, and the run held only the touched ones
-                whole = load_state(con, per_row_tables=bool(args.out_dir))
-                resolution = dataclasses.replace(
-                    result.resolution,
-                    **{name: getattr(whole, name) for name in ("record_map", "id_map", "rejected_links", "users")},
-                    observations=whole.observations.select(OUTPUT_COLUMNS),
-                )
+                if not args.out_dir:
+                    # DuckDB writes the record map straight from the state: 0.5 s at 4.3M records, against
+                    # 1.2 s and the whole maps in memory to load it and write it from polars
+                    copy_record_map(con, args.out)
+                    out_written = True
+                    resolution = result.resolution
+                else:
+                    whole = load_state(con, per_row_tables=True)
+                    resolution = dataclasses.replace(
+                        result.resolution,
+                        **{name: getattr(whole, name) for name in ("record_map", "id_map", "rejected_links", "users")},
+                        observations=whole.observations.select(OUTPUT_COLUMNS),
+                    )
             else:
                 save_state(con, result.state)
                 resolution = result.resolution
@@ -72,7 +80,7 @@ def _resolve(args: argparse.Namespace) -> int:
         )
     else:
         resolution = resolve(read_table(args.observations), config, engine=args.engine)
-    if args.out:
+    if args.out and not out_written:
         resolution.record_map.write_csv(args.out)
     if args.out_dir:
         out_dir = Path(args.out_dir)

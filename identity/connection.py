@@ -19,3 +19,10 @@ def without_progress_bar(con):
     """`con`, with DuckDB's progress bar turned off (for connections opened elsewhere, e.g. by Dagster's resource)."""
     con.execute("set enable_progress_bar = false")
     return con
+
+
+def copy_to_csv(con, query: str, path: str | os.PathLike) -> None:
+    """The rows of `query` (a table name or a parenthesized select) as a CSV file with a header, written by DuckDB
+    without passing through Python."""
+    quoted = str(path).replace("'", "''")
+    con.execute(f"copy {query} to '{quoted}' (header, delimiter ',')")

@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 
 from identity.config import IdentityConfig
-from identity.connection import connect
+from identity.connection import connect, copy_to_csv
 from identity.engine import greedy_union
 from identity.memory import for_large_arrays
 from identity.normalize import BLOCK_REASONS, OUTPUT_COLUMNS, normalize_observations
@@ -79,7 +79,7 @@ def copy_table(database: str | Path, table: str, path: str | Path) -> None:
     if table not in OUTPUT_TABLES:
         raise ValueError(f"not an output table: {table}")
     with connect(database, read_only=True) as con:
-        con.execute(f"copy {table} to '{str(path).replace(chr(39), chr(39) * 2)}' (header, delimiter ',')")
+        copy_to_csv(con, table, path)
 
 
 def _batches(

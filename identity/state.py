@@ -38,6 +38,7 @@ import numpy as np
 import polars as pl
 
 from identity.config import IdentityConfig
+from identity.connection import copy_to_csv
 from identity.normalize import BLOCK_REASONS, OUTPUT_COLUMNS, normalize_observations, phone_hashes
 from identity.resolution import (
     BLOCKED_SCHEMA,
@@ -463,6 +464,12 @@ USER_KEYED_TABLES = ("record_map", "id_map", "rejected_links", "users", "links")
 
 class StaleStateError(RuntimeError):
     """The database no longer holds the state an incremental run started from, so its changes cannot apply."""
+
+
+def copy_record_map(con, path, latest_schema: str = LATEST_SCHEMA) -> None:
+    """OUT.csv of the state in a DuckDB database (source, record_id, user_id: every record it holds), written by
+    DuckDB from the stored record map, so that a run that held only part of the state need not load the rest."""
+    copy_to_csv(con, f'(select source, record_id, user_id from "{latest_schema}".record_map)', path)
 
 
 def save_changes(
