@@ -5,7 +5,7 @@ A plain library (no orchestration or warehouse code): give it observations, get 
 
 from identity.config import BlockRule, ConfigError, IdentityConfig, load_config
 from identity.evaluate import pairwise_scores
-from identity.normalize import normalize_observations
+from identity.normalize import ObservationError, normalize_observations
 from identity.resolution import LinkTable, Resolution, resolve
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "ConfigError",
     "IdentityConfig",
     "LinkTable",
+    "ObservationError",
     "Resolution",
     "load_config",
     "normalize_observations",

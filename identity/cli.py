@@ -15,16 +15,9 @@ import polars as pl
 from identity.config import ConfigError, load_config
 from identity.evaluate import pairwise_scores
 from identity.explain import explain, render, tables_for_value
-from identity.normalize import OUTPUT_COLUMNS
+from identity.files import read_table
+from identity.normalize import OUTPUT_COLUMNS, ObservationError
 from identity.resolution import resolve
-
-
-def read_table(path: str | Path) -> pl.DataFrame:
-    """CSV (optionally .gz) or Parquet. CSV columns are read as text: record ids like `000123` must survive."""
-    path = Path(path)
-    if path.suffix == ".parquet":
-        return pl.read_parquet(path)
-    return pl.read_csv(path, infer_schema=False)
 
 
 def _resolve(args: argparse.Namespace) -> int:
@@ -223,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except (ConfigError, ValueError, FileNotFoundError) as error:
+        observations = getattr(args, "observations", None)
+        if isinstance(error, ObservationError) and error.source is None and observations:
+            # rows of the file the command read, counted as the file counts them
+            error = error.in_source(observations, header=not observations.endswith(".parquet"))
         print(f"oneid {args.command}: {error}", file=sys.stderr)
         return 1
     except duckdb.IOException as error:

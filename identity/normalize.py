@@ -245,7 +245,7 @@ def _observed_at(column: pl.Series | None) -> pl.Expr:
         return expr.cast(pl.Datetime("us"))
     if dtype == pl.Null:
         return expr.cast(pl.Datetime("us"))
-    raise TypeError(f"observed_at must be a datetime, date or ISO string column, got {dtype}")
+    raise ObservationError(f"must hold datetimes, dates or ISO times as text, not {dtype}", "observed_at")
 
 
 def _tidy(obs: pl.DataFrame, column: str, lower: bool) -> pl.Expr:
@@ -260,6 +260,36 @@ def _tidy(obs: pl.DataFrame, column: str, lower: bool) -> pl.Expr:
     return expr
 
 
+class ObservationError(ValueError):
+    """Observations that break the input contract. `row`: 0-based position of the first offending row (None when
+    the problem is not a row's, e.g. a missing column); `column`: the column at fault; `source`: the file, when
+    known; `header`: rows are a CSV's, counted after its header line."""
+
+    def __init__(
+        self, detail: str, column: str | None = None, row: int | None = None, source: str | None = None,
+        header: bool = False,
+    ):
+        self.detail, self.column, self.row, self.source, self.header = detail, column, row, source, header
+        super().__init__(self._where() + detail)
+
+    def in_source(self, source: str, first_row: int = 0, header: bool = False) -> ObservationError:
+        """The same error said of `source`, a file whose rows begin at `first_row` (0-based) of it."""
+        row = None if self.row is None else first_row + self.row
+        return ObservationError(self.detail, self.column, row, source, header)
+
+    def _where(self) -> str:
+        parts = [self.source] if self.source else []
+        if self.row is not None:
+            parts.append(f"row {self.row + 1}" + (" after the header" if self.header else ""))
+        if self.column:
+            parts.append(f"column {self.column}")
+        return ", ".join(parts) + ": " if parts else ""
+
+
+def _first_row(mask: pl.Series) -> int:
+    return int(mask.arg_true()[0])
+
+
 def normalize_observations(obs: pl.DataFrame, config: IdentityConfig | None = None) -> pl.DataFrame:
     """Normalized observations in input order, with `raw_value`, `strength`, `usable` and `unusable_reason`.
 
@@ -270,11 +300,12 @@ def normalize_observations(obs: pl.DataFrame, config: IdentityConfig | None = No
         config = IdentityConfig()
     missing = [column for column in INPUT_COLUMNS if column not in obs.columns and column != "observed_at"]
     if missing:
-        raise ValueError(f"observations lack columns {missing}; expected {list(INPUT_COLUMNS)} (+ strength)")
+        raise ObservationError(f"observations lack columns {missing}; expected {list(INPUT_COLUMNS)} (+ strength)")
     for column in ("source", "record_id", "id_type"):
         nulls = obs[column].null_count()
         if nulls:
-            raise ValueError(f"observations: {nulls} rows have no {column}")
+            first = _first_row(obs[column].is_null())
+            raise ObservationError(f"empty ({nulls:,} such rows in all)", column, first)
 
     strength = _tidy(obs, "strength", lower=True) if "strength" in obs.columns else pl.lit(None, dtype=pl.String)
     # One chunk per column (a no-op when the input has that): a column rebuilt below (the values) must line up
@@ -293,13 +324,26 @@ def normalize_observations(obs: pl.DataFrame, config: IdentityConfig | None = No
     if "observed_at" in obs.columns and obs["observed_at"].dtype == pl.String:
         # a time that silently became null would move its links to the end of the order
         given = obs["observed_at"].str.strip_chars().fill_null("") != ""
-        unparsed = obs.filter(given & frame["observed_at"].is_null())["observed_at"]
-        if len(unparsed):
-            raise ValueError(f"observed_at: {len(unparsed)} values are not ISO times, e.g. {unparsed[0]!r}")
+        unparsed = given & frame["observed_at"].is_null()
+        if unparsed.any():
+            first = _first_row(unparsed)
+            raise ObservationError(
+                f"{obs['observed_at'][first]!r} is not an ISO time such as 2024-05-01 12:00:00 "
+                f"({unparsed.sum():,} such values in all)",
+                "observed_at",
+                first,
+            )
     strengths = frame["strength"].unique().drop_nulls()
     bad = strengths.filter(~strengths.is_in(list(STRENGTHS)))
     if len(bad):
-        raise ValueError(f"strength must be strong or weak, got {bad.to_list()[:5]}")
+        first = _first_row(frame["strength"].is_not_null() & ~frame["strength"].is_in(list(STRENGTHS)))
+        others = [value for value in bad.to_list() if value != frame["strength"][first]]
+        raise ObservationError(
+            f"{obs['strength'][first]!r}: strength must be strong or weak (or empty)"
+            + (f"; other such values: {others[:5]}" if others else ""),
+            "strength",
+            first,
+        )
     frame = _fill_strength(frame, config)
 
     id_type = pl.col("id_type")

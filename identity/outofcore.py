@@ -29,7 +29,7 @@ from identity.config import IdentityConfig
 from identity.connection import connect, copy_to_csv
 from identity.engine import greedy_union
 from identity.memory import for_large_arrays
-from identity.normalize import BLOCK_REASONS, OUTPUT_COLUMNS, normalize_observations
+from identity.normalize import BLOCK_REASONS, OUTPUT_COLUMNS, ObservationError, normalize_observations
 from identity.privacy import keyed_hash_sql
 from identity.resolution import (
     _NULL_TIME,
@@ -84,12 +84,12 @@ def copy_table(database: str | Path, table: str, path: str | Path) -> None:
 
 def _batches(
     observations: pl.DataFrame | str | Path | Sequence[str | Path], rows: int
-) -> Iterator[tuple[str, pl.DataFrame]]:
-    """(where the batch comes from, for error messages: file and rows; the batch)."""
+) -> Iterator[tuple[str, int, pl.DataFrame]]:
+    """(where the batch comes from, for error messages: "observations" or the file; its first row's 0-based
+    position there; the batch)."""
     if isinstance(observations, pl.DataFrame):
         for offset in range(0, observations.height, rows):
-            batch = observations.slice(offset, rows)
-            yield f"observations rows {offset + 1}-{offset + batch.height}", batch
+            yield "observations", offset, observations.slice(offset, rows)
         return
     paths = [observations] if isinstance(observations, (str, Path)) else list(observations)
     # a pattern (`folder/*.parquet`) stands for its files, in name order
@@ -111,7 +111,7 @@ def _batches(
             except pl.exceptions.PolarsError as error:
                 last = min(offset + rows, total)
                 raise ValueError(f"{path} rows {offset + 1}-{last}: unreadable ({error})") from error
-            yield f"{path} rows {offset + 1}-{offset + batch.height}", batch
+            yield str(path), offset, batch
 
 
 def _is_pattern(path: str | Path) -> bool:
@@ -207,14 +207,17 @@ def _load_normalized(con, observations, config: IdentityConfig, batch_rows: int)
             con.unregister("_batch")
 
 
-def _next_normalized(batches: Iterator[tuple[str, pl.DataFrame]], config: IdentityConfig) -> pl.DataFrame | None:
-    where, batch = next(batches, (None, None))
+def _next_normalized(
+    batches: Iterator[tuple[str, int, pl.DataFrame]], config: IdentityConfig
+) -> pl.DataFrame | None:
+    where, offset, batch = next(batches, (None, 0, None))
     if batch is None:
         return None
     try:
         return normalize_observations(batch, config)
-    except ValueError as error:
-        raise ValueError(f"{where}: {error}") from error
+    except ObservationError as error:
+        # the row counted in the whole file, not in this batch
+        raise error.in_source(where, offset) from error
 
 
 def _translate_and_number(con, config: IdentityConfig) -> tuple[dict[str, int], dict[str, int]]:

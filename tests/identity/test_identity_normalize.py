@@ -5,6 +5,7 @@ import pytest
 
 from identity import load_config, normalize_observations
 from identity.config import config_from_dict
+from identity.normalize import ObservationError
 
 VALID = "13912345678"
 
@@ -201,8 +202,10 @@ def test_observed_at_accepts_strings_dates_and_aware_datetimes():
                       "observed_at": ["2024-01-02 03:04:05", "2024-01-02", None]})
     )
     assert [str(value) for value in text["observed_at"]] == ["2024-01-02 03:04:05", "2024-01-02 00:00:00", "None"]
-    with pytest.raises(ValueError, match="not ISO"):
+    with pytest.raises(ObservationError, match="row 1, column observed_at: '02/01/2024 noon' is not an ISO time"):
         normalize_observations(pl.DataFrame({**base, "observed_at": ["02/01/2024 noon"]}))
+    with pytest.raises(ObservationError, match="column observed_at: must hold datetimes, dates or ISO times"):
+        normalize_observations(pl.DataFrame({**base, "observed_at": [20240101]}))
 
 
 def test_output_keeps_input_order_and_contract_columns():

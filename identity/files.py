@@ -1,0 +1,107 @@
+"""The CLI's input files (observations, predicted and truth maps): CSV, gzipped CSV or Parquet.
+
+CSV cells are read as text (record ids such as `000123` must survive). A CSV may be UTF-8 (with or without a
+byte-order mark, as Excel writes it) or GB18030 (GBK: what Excel and Taobao write on Chinese Windows). A file
+that cannot be read says why, with its name and the line where the problem is.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+from pathlib import Path
+
+import polars as pl
+
+
+def read_table(path: str | Path) -> pl.DataFrame:
+    """The file at `path` as a DataFrame (CSV columns as text); ValueError naming the file and line if it cannot
+    be read, FileNotFoundError if it is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.suffix == ".parquet":
+        try:
+            return pl.read_parquet(path)
+        except pl.exceptions.PolarsError as error:
+            raise ValueError(f"{path}: not a readable Parquet file ({_first_line(error)})") from None
+    try:
+        # polars reads the file itself when it is well-formed UTF-8: nothing is copied on the way
+        return _read_csv(path)
+    except pl.exceptions.NoDataError:
+        raise ValueError(f"{path}: empty file (a CSV needs at least its header row)") from None
+    except (pl.exceptions.PolarsError, OSError) as error:
+        # not UTF-8, or not well-formed (told below with its line), or a gzip file cut short
+        polars_error = error
+    text = _utf8(_bytes(path), path)
+    try:
+        return _read_csv(io.BytesIO(text))
+    except pl.exceptions.NoDataError:
+        raise ValueError(f"{path}: empty file (a CSV needs at least its header row)") from None
+    except pl.exceptions.PolarsError as error:
+        polars_error = error
+    raise ValueError(f"{path}: {csv_problem(text) or _first_line(polars_error)}") from None
+
+
+def _read_csv(source) -> pl.DataFrame:
+    return pl.read_csv(source, infer_schema=False)
+
+
+def _bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            return gzip.decompress(data)
+        except (OSError, EOFError) as error:
+            raise ValueError(f"{path}: not a readable gzip file ({error})") from None
+    return data
+
+
+def _utf8(data: bytes, path: Path) -> bytes:
+    """`data` as UTF-8 without a byte-order mark: as it is, or decoded strictly from GB18030."""
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    try:
+        data.decode("utf-8")
+        return data
+    except UnicodeDecodeError as error:
+        not_utf8 = _position(data, error.start)
+    try:
+        return data.decode("gb18030").encode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path}: neither UTF-8 ({not_utf8}) nor GB18030 ({_position(data, error.start)}); "
+            "save it as UTF-8"
+        ) from None
+
+
+def _position(data: bytes, offset: int) -> str:
+    line = data.count(b"\n", 0, offset) + 1
+    column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+    return f"line {line}, byte {column} (0x{data[offset]:02x})"
+
+
+def csv_problem(text: bytes) -> str | None:
+    """The first line of a UTF-8 CSV that a strict reader refuses, or that holds more fields than the header,
+    said for a person; None if there is none (then polars' own message is the best there is)."""
+    reader = csv.reader(io.StringIO(text.decode("utf-8"), newline=""), strict=True)
+    try:
+        header = next(reader, None)
+        if header is None:
+            return None
+        start = reader.line_num + 1
+        for row in reader:
+            if len(row) > len(header):
+                return f"line {start} has {len(row)} fields, the header {len(header)}"
+            start = reader.line_num + 1
+    except csv.Error as error:
+        if "end of data" in str(error):
+            return f"line {start}: a quoted field is never closed (the file ends inside it)"
+        return f"line {start}: {error}"
+    return None
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -1,0 +1,126 @@
+"""The CLI's input files: the encodings Chinese exports come in, and errors that say which file and line."""
+
+import codecs
+import gzip
+import re
+
+import polars as pl
+import pytest
+
+from identity.cli import main
+from identity.files import read_table
+
+TEXT = (
+    "source,record_id,id_type,scope,id_value,observed_at\n"
+    "crm_members,会员000017,phone,,13912345678,2024-01-02 10:00:00\n"
+    'orders,"订单,1",phone,,+86 139 1234 5678,2024-01-03 10:00:00\n'
+)
+EXPECTED = pl.DataFrame(
+    {
+        "source": ["crm_members", "orders"],
+        "record_id": ["会员000017", "订单,1"],
+        "id_type": ["phone", "phone"],
+        "scope": [None, None],
+        "id_value": ["13912345678", "+86 139 1234 5678"],
+        "observed_at": ["2024-01-02 10:00:00", "2024-01-03 10:00:00"],
+    },
+    schema_overrides={"scope": pl.String},
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("utf8.csv", TEXT.encode("utf-8")),
+        ("excel.csv", codecs.BOM_UTF8 + TEXT.encode("utf-8")),
+        ("gbk.csv", TEXT.encode("gb18030")),
+        ("gbk.csv.gz", gzip.compress(TEXT.encode("gb18030"))),
+        ("utf8.csv.gz", gzip.compress(TEXT.encode("utf-8"))),
+    ],
+)
+def test_csv_in_utf8_or_gb18030_reads_the_same_text(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    assert read_table(path).equals(EXPECTED)
+
+
+def test_parquet_reads_as_written(tmp_path):
+    EXPECTED.write_parquet(tmp_path / "obs.parquet")
+    assert read_table(tmp_path / "obs.parquet").equals(EXPECTED)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("empty.csv", b"", r"empty\.csv: empty file"),
+        ("quote.csv", b'a,b\n1,2\n3,"4\n5,6\n', r"quote\.csv: line 3: a quoted field is never closed"),
+        ("ragged.csv", b"a,b\n1,2\n3,4,5\n", r"ragged\.csv: line 3 has 3 fields, the header 2"),
+        (
+            "binary.csv",
+            b"a,b\n1,2\n3,\xff\xfe\n",
+            r"binary\.csv: neither UTF-8 \(line 3, byte 3 \(0xff\)\) nor GB18030 \(line 3, byte 3 \(0xff\)\)",
+        ),
+        ("broken.csv.gz", gzip.compress(b"a,b\n1,\xff\n")[:-12], r"broken\.csv\.gz: not a readable gzip file"),
+        ("text.parquet", b"a,b\n1,2\n", r"text\.parquet: not a readable Parquet file"),
+    ],
+)
+def test_unreadable_files_say_which_file_and_line(tmp_path, name, data, message):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=message):
+        read_table(path)
+
+
+def test_a_missing_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nothing\.csv: no such file"):
+        read_table(tmp_path / "nothing.csv")
+
+
+def test_cli_resolves_a_gb18030_export_like_its_utf8_copy(tmp_path, capsys):
+    outputs = []
+    for name, encoding in (("utf8.csv", "utf-8"), ("gbk.csv", "gb18030")):
+        (tmp_path / name).write_bytes(TEXT.encode(encoding))
+        out = tmp_path / f"{name}.out.csv"
+        assert main(["resolve", "--observations", str(tmp_path / name), "--out", str(out)]) == 0
+        outputs.append(pl.read_csv(out, infer_schema=False))
+    assert outputs[0].equals(outputs[1])
+    assert sorted(outputs[1]["record_id"]) == ["会员000017", "订单,1"]
+    assert outputs[1]["user_id"].n_unique() == 1  # one phone, two spellings
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        # the second data row (line 3 of the file) is the bad one in each case
+        ("crm_members,M2,phone,,13912345678,yesterday", r"column observed_at: 'yesterday' is not an ISO time"),
+        (",M2,phone,,13912345678,", r"row 2 after the header, column source: empty \(1 such rows in all\)"),
+        ("crm_members,,phone,,13912345678,", r"row 2 after the header, column record_id: empty"),
+    ],
+)
+def test_cli_names_the_file_row_and_column_of_bad_observations(tmp_path, capsys, row, message):
+    path = tmp_path / "obs.csv"
+    path.write_text(
+        "source,record_id,id_type,scope,id_value,observed_at\n"
+        f"crm_members,M1,phone,,13912345678,2024-01-01 10:00:00\n{row}\n",
+        encoding="utf-8",
+    )
+    assert main(["resolve", "--observations", str(path), "--out", str(tmp_path / "out.csv")]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"oneid resolve: {path}, row 2")
+    assert re.search(message, error), error
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_cli_names_the_parquet_row_of_a_bad_strength(tmp_path, capsys):
+    frame = pl.DataFrame(
+        {
+            "source": ["crm"] * 3, "record_id": ["1", "2", "3"], "id_type": ["phone"] * 3, "scope": [""] * 3,
+            "id_value": ["13912345678"] * 3, "observed_at": [None] * 3, "strength": ["weak", None, "Strongest"],
+        },
+        schema_overrides={"observed_at": pl.String},
+    )
+    frame.write_parquet(tmp_path / "obs.parquet")
+    argv = ["resolve", "--observations", str(tmp_path / "obs.parquet"), "--out", str(tmp_path / "out.csv")]
+    assert main(argv) == 1
+    error = capsys.readouterr().err
+    assert "obs.parquet, row 3, column strength: 'Strongest': strength must be strong or weak" in error
