@@ -13,6 +13,7 @@ import duckdb
 import polars as pl
 
 from identity.config import ConfigError, load_config
+from identity.connection import check_database_path
 from identity.evaluate import pairwise_scores
 from identity.explain import explain, render, tables_for_value
 from identity.files import read_table
@@ -28,6 +29,9 @@ def _resolve(args: argparse.Namespace) -> int:
     if args.incremental and not args.state:
         print("oneid resolve: --incremental needs --state", file=sys.stderr)
         return 2
+    for database in (args.state, args.out_of_core):
+        if database:
+            check_database_path(database)
     if args.out_of_core:
         return _resolve_out_of_core(args, config)
     out_written = False
@@ -129,6 +133,7 @@ def _explain(args: argparse.Namespace) -> int:
 
         if not Path(args.state).exists():
             raise FileNotFoundError(args.state)
+        check_database_path(args.state)
         # only the value's user is read, not the whole state
         with connect(args.state, read_only=True) as con:
             tables = tables_for_value(con, args.id_type, args.value, args.scope or "", config)
