@@ -45,4 +45,6 @@ def check_database_path(path: str | os.PathLike) -> None:
         if header and header[8:12] != b"DUCK":
             raise ValueError(f"{path} is not a DuckDB database file")
     elif path.suffix.lower() in _NOT_DATABASES:
-        raise ValueError(f"{path}: a {path.suffix} file cannot hold a database; give a DuckDB file such as oneid.duckdb")
+        raise ValueError(
+            f"{path}: a {path.suffix} file cannot hold a database; give a DuckDB file such as oneid.duckdb"
+        )
