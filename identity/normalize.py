@@ -248,6 +248,20 @@ def _observed_at(column: pl.Series | None) -> pl.Expr:
     raise ObservationError(f"must hold datetimes, dates or ISO times as text, not {dtype}", "observed_at")
 
 
+_ISO_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+
+
+def _iso_times(times: pl.Series) -> pl.Series:
+    """ISO times, each parsed by itself: with a UTC offset (`+08:00`, `+0800`, `Z`) converted to naive China time,
+    without one taken as China time; null for anything else. polars' own parse infers one format from the first
+    value, so a column mixing the two kinds (or dates and times) leaves the other kind null."""
+    text = times.str.strip_chars().str.replace(r"[Zz]$", "+00:00")
+    aware = pl.coalesce([text.str.to_datetime(f + "%z", strict=False, time_unit="us") for f in _ISO_FORMATS[:4]])
+    naive = pl.coalesce([text.str.to_datetime(f, strict=False, time_unit="us") for f in _ISO_FORMATS])
+    china = aware.dt.convert_time_zone("Asia/Shanghai").dt.replace_time_zone(None)
+    return pl.select(pl.coalesce(china, naive)).to_series()
+
+
 def _tidy(obs: pl.DataFrame, column: str, lower: bool) -> pl.Expr:
     """`column` as text, stripped (and lowercased). These columns hold a handful of distinct values, usually
     clean already: then the column is passed through instead of transforming every row."""
@@ -325,6 +339,10 @@ def normalize_observations(obs: pl.DataFrame, config: IdentityConfig | None = No
         # a time that silently became null would move its links to the end of the order
         given = obs["observed_at"].str.strip_chars().fill_null("") != ""
         unparsed = given & frame["observed_at"].is_null()
+        if unparsed.any():
+            # a column mixing kinds of ISO time, e.g. with an offset or Z (from APIs and JavaScript) and without
+            frame = frame.with_columns(observed_at=pl.coalesce(pl.col("observed_at"), _iso_times(obs["observed_at"])))
+            unparsed = given & frame["observed_at"].is_null()
         if unparsed.any():
             first = _first_row(unparsed)
             raise ObservationError(

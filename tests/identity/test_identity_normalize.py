@@ -202,6 +202,16 @@ def test_observed_at_accepts_strings_dates_and_aware_datetimes():
                       "observed_at": ["2024-01-02 03:04:05", "2024-01-02", None]})
     )
     assert [str(value) for value in text["observed_at"]] == ["2024-01-02 03:04:05", "2024-01-02 00:00:00", "None"]
+    # ISO with an offset or Z (APIs, JavaScript's toISOString), alone or beside naive times: China time
+    offsets = ["2024-05-01T04:00:00Z", "2024-05-01T12:00:00+08:00", "2024-05-01 04:00:00.000z", "2024-05-01 12:00:00"]
+    for times in (offsets, offsets[:1] * 3, offsets[1:2] * 3):
+        rows = {key: value * len(times) for key, value in base.items()}
+        out = normalize_observations(pl.DataFrame({**rows, "observed_at": times}))
+        assert out["observed_at"].dtype == pl.Datetime("us")
+        assert {str(value) for value in out["observed_at"]} == {"2024-05-01 12:00:00"}
+    rows = {key: value * 2 for key, value in base.items()}
+    mixed = normalize_observations(pl.DataFrame({**rows, "observed_at": ["2024-05-01T04:00:00Z", "2024-05-02"]}))
+    assert [str(value) for value in mixed["observed_at"]] == ["2024-05-01 12:00:00", "2024-05-02 00:00:00"]
     with pytest.raises(ObservationError, match="row 1, column observed_at: '02/01/2024 noon' is not an ISO time"):
         normalize_observations(pl.DataFrame({**base, "observed_at": ["02/01/2024 noon"]}))
     with pytest.raises(ObservationError, match="column observed_at: must hold datetimes, dates or ISO times"):
