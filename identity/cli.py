@@ -12,13 +12,28 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from identity.config import ConfigError, load_config
+from identity.config import KNOWN_TYPES, ConfigError, load_config
 from identity.connection import check_database_path
 from identity.evaluate import pairwise_scores
 from identity.explain import explain, render, tables_for_value
 from identity.files import read_table
-from identity.normalize import OUTPUT_COLUMNS, ObservationError
+from identity.normalize import OUTPUT_COLUMNS, ObservationError, unfamiliar_id_types
 from identity.resolution import resolve
+
+
+def _read_observations(path: str, config) -> pl.DataFrame:
+    observations = read_table(path)
+    if "id_type" in observations.columns:
+        unfamiliar = unfamiliar_id_types(observations, config)
+        if unfamiliar:
+            listed = ", ".join(f"{id_type} ({rows:,} rows)" for id_type, rows in list(unfamiliar.items())[:5])
+            print(
+                f"oneid resolve: note: id_type {listed} is not a type the rules know ({', '.join(KNOWN_TYPES)}) "
+                "nor one the config names: its values link as they are, unnormalized. A misspelt phone or "
+                "openid? Otherwise name it in id_type_priority to say it is meant.",
+                file=sys.stderr,
+            )
+    return observations
 
 
 def _resolve(args: argparse.Namespace) -> int:
@@ -39,7 +54,7 @@ def _resolve(args: argparse.Namespace) -> int:
         from identity.connection import connect
         from identity.state import copy_record_map, load_state, load_touched_state, run, save_changes, save_state
 
-        observations = read_table(args.observations)
+        observations = _read_observations(args.observations, config)
         with connect(args.state) as con:
             if args.incremental:
                 # only the rows of the users the batch touches leave the database, and only the changes go back
@@ -76,7 +91,7 @@ def _resolve(args: argparse.Namespace) -> int:
             f"{info['new_users']:,} new users, {info['merges']:,} merges, {info['splits']:,} splits"
         )
     else:
-        resolution = resolve(read_table(args.observations), config, engine=args.engine)
+        resolution = resolve(_read_observations(args.observations, config), config, engine=args.engine)
     if args.out and not out_written:
         resolution.record_map.write_csv(args.out)
     if args.out_dir:

@@ -304,6 +304,17 @@ def _first_row(mask: pl.Series) -> int:
     return int(mask.arg_true()[0])
 
 
+def unfamiliar_id_types(obs: pl.DataFrame, config: IdentityConfig) -> dict[str, int]:
+    """Rows per id_type that neither the rules nor `config` name (e.g. `mobile` for `phone`): such values link
+    as they are, with no normalization, scope or junk check, which is right for a brand's own kind of id and
+    wrong for a misspelt known type."""
+    named = {*GLOBAL_TYPES, *SCOPED_TYPES, *config.id_type_priority, *config.unique_types, *config.blocklist}
+    named |= {key.rsplit(".", 1)[-1] for key in config.link_strength}
+    counts = obs.select(pl.col("id_type").cast(pl.String).str.strip_chars().str.to_lowercase()).to_series()
+    counts = counts.filter(counts.is_not_null() & ~counts.is_in(sorted(named))).value_counts(sort=True)
+    return dict(zip(counts["id_type"].to_list(), counts["count"].to_list()))
+
+
 def normalize_observations(obs: pl.DataFrame, config: IdentityConfig | None = None) -> pl.DataFrame:
     """Normalized observations in input order, with `raw_value`, `strength`, `usable` and `unusable_reason`.
 

@@ -98,3 +98,23 @@ def test_resolve_out_of_core_writes_the_same_record_map(tmp_path, capsys):
     assert main(["resolve", "--observations", str(tmp_path / "obs.csv"), "--out-of-core", str(database),
                  "--out", str(out_of_core)]) == 2
     assert "reads Parquet" in capsys.readouterr().err
+
+
+def test_resolve_notes_id_types_no_rule_or_config_names(tmp_path, capsys):
+    observations = tmp_path / "obs.csv"
+    observations.write_text(
+        "source,record_id,id_type,scope,id_value,observed_at\n"
+        "crm,1,Mobile,,13912345678,\ncrm,2, mobile,,139-1234-5678,\ncrm,3,phone,,13912345678,\n"
+        "shop,4,loyalty_card,,C001,\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out.csv"
+    assert main(["resolve", "--observations", str(observations), "--out", str(out)]) == 0
+    error = capsys.readouterr().err
+    assert "note: id_type mobile (2 rows), loyalty_card (1 rows) is not a type the rules know" in error
+    # a misspelt type's values are not normalized nor met by the phone's: three records of one phone, three users
+    assert pl.read_csv(out, infer_schema=False)["user_id"].n_unique() == 4
+    config = tmp_path / "identity.yml"
+    config.write_text("id_type_priority: [unionid, phone, loyalty_card, mobile]\n", encoding="utf-8")
+    assert main(["resolve", "--observations", str(observations), "--out", str(out), "--config", str(config)]) == 0
+    assert "note:" not in capsys.readouterr().err
