@@ -168,6 +168,8 @@ def explain(
     result.update(
         status="found",
         user_id=user_id,
+        # the node the chains start at: the queried identity, or for a hashed phone the phone it is the digest of
+        chains_from=dict(zip(ID_KEY, start[1:])),
         records=records.sort("source", "record_id").to_dicts(),
         identities=identity_rows,
         chains=chains,
@@ -294,6 +296,10 @@ def render(result: dict) -> str:
                 + elsewhere
             )
     lines.append("")
+    start = result["chains_from"]
+    if (start["id_type"], start["id_value"]) != (q["id_type"], q["id_value"]):
+        # a hashed phone links as the phone it is the digest of: its chains pass through that phone's records
+        asked += f" (= {_ident(start['id_type'], start['scope'], start['id_value'])})"
     lines.append(f"Chains of links from {asked}:")
     if not result["chains"]:
         lines.append("  (no other identity)")

@@ -87,6 +87,11 @@ def test_explain_chains_a_hashed_phone_from_the_phone_it_stands_for():
         assert result["user_id"] == by_phone["user_id"]
         assert result["chains"] == by_phone["chains"]
         assert [step["record_id"] for step in result["chains"]["email\t\tm1@example.com"]] == ["M1", "M1"]
+        assert result["chains_from"] == {"id_type": "phone", "scope": "", "id_value": phone}
+        # said in the text too: the chain's first record carries the phone, not necessarily the hash
+        assert f"Chains of links from {id_type}:{digest.lower()} (= phone:{phone}):" in render(result)
+    assert by_phone["chains_from"] == {"id_type": "phone", "scope": "", "id_value": phone}
+    assert f"Chains of links from phone:{phone}:" in render(by_phone)
     # the sha256 was seen on M2 only, whose link to it was refused: shown as another user's record
     (hashed,) = [ident for ident in by_phone["identities"] if ident["id_type"] == "phone_sha256"]
     assert [(seen["record_id"], seen["own_record"]) for seen in hashed["seen"]] == [("M2", False)]
