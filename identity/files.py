@@ -64,17 +64,36 @@ def _utf8(data: bytes, path: Path) -> bytes:
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8):]
     try:
-        data.decode("utf-8")
+        _decode(data, "utf-8", keep=False)
         return data
     except UnicodeDecodeError as error:
         not_utf8 = _position(data, error.start)
     try:
-        return data.decode("gb18030").encode("utf-8")
+        return _decode(data, "gb18030", keep=True)
     except UnicodeDecodeError as error:
         raise ValueError(
             f"{path}: neither UTF-8 ({not_utf8}) nor GB18030 ({_position(data, error.start)}); "
             "save it as UTF-8"
         ) from None
+
+
+def _decode(data: bytes, encoding: str, keep: bool, step: int = 8 << 20) -> bytes:
+    """`data` decoded strictly, a slice at a time (a whole file as one Python str takes 2-4 times its size), and
+    re-encoded as UTF-8 when `keep`; UnicodeDecodeError with the offset in `data` of the first bad byte."""
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    out = []
+    view = memoryview(data)
+    for start in range(0, max(len(data), 1), step):
+        try:
+            text = decoder.decode(view[start:start + step], final=start + step >= len(data))
+        except UnicodeDecodeError as error:
+            # the decoder may hold a few bytes of the slice before: at most a character's worth
+            held = len(getattr(error, "object", b"")) - len(view[start:start + step])
+            raise UnicodeDecodeError(encoding, data, start + error.start - held, start + error.end - held,
+                                     error.reason) from None
+        if keep:
+            out.append(text.encode("utf-8"))
+    return b"".join(out)
 
 
 def _position(data: bytes, offset: int) -> str:

@@ -124,3 +124,16 @@ def test_cli_names_the_parquet_row_of_a_bad_strength(tmp_path, capsys):
     assert main(argv) == 1
     error = capsys.readouterr().err
     assert "obs.parquet, row 3, column strength: 'Strongest': strength must be strong or weak" in error
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "gb18030"])
+def test_decoding_a_slice_at_a_time_finds_the_first_bad_byte_wherever_the_slices_fall(encoding):
+    from identity.files import _decode
+
+    text = "会员,订单\n" * 3
+    assert _decode(text.encode(encoding), encoding, keep=True, step=3) == text.encode("utf-8")
+    data = text.encode(encoding) + b"\xff" + b"abc"
+    for step in (1, 2, 3, 5, 7, 1 << 20):
+        with pytest.raises(UnicodeDecodeError) as caught:
+            _decode(data, encoding, keep=False, step=step)
+        assert caught.value.start == len(text.encode(encoding))
