@@ -47,6 +47,9 @@ def _resolve(args: argparse.Namespace) -> int:
     for database in (args.state, args.out_of_core):
         if database:
             check_database_path(database)
+    if args.out:
+        # made before the run, which can take minutes and save a state, rather than failed on after it
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     if args.out_of_core:
         return _resolve_out_of_core(args, config)
     out_written = False

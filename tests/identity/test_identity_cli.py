@@ -32,7 +32,7 @@ orders,miniprogram_shop/10,p2
 def test_resolve_then_evaluate(tmp_path, capsys):
     observations = tmp_path / "obs.csv"
     observations.write_text(OBSERVATIONS, encoding="utf-8")
-    out = tmp_path / "record_map.csv"
+    out = tmp_path / "new" / "folder" / "record_map.csv"  # folders are made, as for --out-dir
     out_dir = tmp_path / "tables"
     assert main(["resolve", "--observations", str(observations), "--out", str(out), "--out-dir", str(out_dir)]) == 0
     assert "5 records" in capsys.readouterr().out
