@@ -137,3 +137,43 @@ def test_decoding_a_slice_at_a_time_finds_the_first_bad_byte_wherever_the_slices
         with pytest.raises(UnicodeDecodeError) as caught:
             _decode(data, encoding, keep=False, step=step)
         assert caught.value.start == len(text.encode(encoding))
+
+
+def test_any_broken_file_gets_a_clean_refusal_not_a_traceback(tmp_path, capsys):
+    """Random pieces of CSV, encodings, compressions and names: `oneid resolve` resolves the file or refuses it
+    with one line naming it (exit 1), never a traceback."""
+    import random
+
+    pieces = [b"crm", b",", b"\n", b"\r\n", b'"', b"13912345678", b"phone", b"\xff", b"\xe4\xbc", "会员".encode(),
+              "会员".encode("gb18030"), codecs.BOM_UTF8, b"2024-05-01", b"yesterday", b"\x00", b"openid", b"", b" "]
+    outcomes = set()
+    for seed in range(150):
+        rng = random.Random(seed)
+        data = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 60)))
+        if rng.random() < 0.8:
+            data = TEXT.splitlines(keepends=True)[0].encode() + data
+        name = rng.choice(["obs.csv", "obs.csv.gz", "obs.parquet"])
+        if name.endswith(".gz") and rng.random() < 0.8:
+            data = gzip.compress(data)
+        path = tmp_path / f"{seed}_{name}"
+        path.write_bytes(data)
+        code = main(["resolve", "--observations", str(path), "--out", str(tmp_path / "out.csv")])
+        error = capsys.readouterr().err
+        assert code in (0, 1)
+        assert "Traceback" not in error
+        if code == 1:  # the refusal is the last line (a note may come before it)
+            assert error.splitlines()[-1].startswith(f"oneid resolve: {path}"), error
+        outcomes.add(code)
+    assert outcomes == {0, 1}
+
+
+def test_utf8_chinese_then_other_bytes_is_refused_not_read_as_gb18030(tmp_path):
+    """Read as GB18030, UTF-8 Chinese text would become other characters (会员 -> 浼氬憳) without an error."""
+    path = tmp_path / "mixed.csv"
+    utf8 = TEXT + "crm_members,会员000018,phone,,13912345679,\n" * 3
+    path.write_bytes(utf8.encode("utf-8") + "crm_members,会员000019,phone,,13912345670,\n".encode("gb18030"))
+    with pytest.raises(ValueError, match=r"mixed\.csv: UTF-8 with Chinese text up to line 7, byte 13 \(0xbb\)"):
+        read_table(path)
+    # the same rows all in GB18030 are read as they should be
+    path.write_bytes(utf8.encode("gb18030"))
+    assert read_table(path).height == 5
