@@ -34,11 +34,13 @@ BLOCK_REASONS = ("junk", "blocklist", "blocklist_pattern", "shared")
 PHONE_PATTERN = r"^1[3-9][0-9]{9}$"
 _INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
 PHONE_SEPARATORS = f"[\\s\\-.()\u2010-\u2015\u2212{_INVISIBLE}]"
+_PHONE_ANNOTATION = r"^(?i:tel):?|[\p{Han}:]"
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 HASH_LENGTHS = {"phone_md5": 32, "phone_sha256": 64}
 
-# Placeholders that exports write instead of leaving a field empty; compared case-insensitively.
-GENERIC_JUNK = ("null", "undefined", "none", "nan", "nil", "n/a", "-", "0")
+# Placeholders that exports write instead of leaving a field empty; compared case-insensitively. The Chinese ones
+# are what hand-kept CRM sheets write: none, none yet, empty, unknown, not given.
+GENERIC_JUNK = ("null", "undefined", "none", "nan", "nil", "n/a", "-", "0", "无", "暂无", "空", "未知", "不详")
 # Test numbers and keyboard runs that pass (or nearly pass) the mobile pattern and are typed by the thousand.
 JUNK_PHONES = ("13800138000", "12345678901", "01234567890")
 _ALL_SAME_DIGIT = "^(?:" + "|".join(f"{digit}+" for digit in range(10)) + ")$"
@@ -53,7 +55,7 @@ def _case_variants(word: str) -> list[str]:
 
 
 # every case variant, so that matching needs no lowercasing of every row: the same as `lower(v) in GENERIC_JUNK`,
-# since the words are ASCII and no non-ASCII character lowercases to one of their letters
+# since no non-ASCII character lowercases to one of the Latin words' letters (the Chinese words have no case)
 _GENERIC_JUNK_CASES = sorted({variant for word in GENERIC_JUNK for variant in _case_variants(word)})
 
 
@@ -138,6 +140,9 @@ def _phones(part: pl.DataFrame) -> pl.DataFrame:
     # text copied from chats and web pages brings invisible characters (zero-width space, joiners, a byte-order
     # mark) and typographic dashes that NFKC leaves as they are
     messy = messy.with_columns(_digits=pl.col("_wide").str.replace_all(PHONE_SEPARATORS, ""))
+    # CRM and form exports annotate phones by hand ("手机：139...", "139...(本人)", "tel:+86..."): the Chinese
+    # words and the colon go; Latin letters stay ("13912345678x" is a typo, not a phone)
+    messy = messy.with_columns(_digits=pl.col("_digits").str.replace_all(_PHONE_ANNOTATION, ""))
     digits = pl.col("_digits")
     messy = messy.with_columns(
         _digits=pl.when(digits.str.starts_with("+86"))

@@ -51,6 +51,17 @@ def normalize_one(id_type, value, scope="", config=None, **extra):
         ("139\u20141234\u20135678", VALID, None),  # em and en dashes from a word processor
         ("139\u22121234\u20105678", VALID, None),  # a minus sign and a hyphen that are not ASCII
         ("\u200b", None, "invalid_phone"),  # only an invisible character: not empty, and no phone
+        ("13912345678(本人)", VALID, None),  # annotated by hand in a CRM sheet
+        ("手机：139-1234-5678", VALID, None),
+        ("微信同号 13912345678", VALID, None),
+        ("tel:+86-139-1234-5678", VALID, None),
+        ("Tel. 139 1234 5678", VALID, None),
+        ("13912345678x", None, "invalid_phone"),  # a Latin letter: a typo, not an annotation
+        ("13912345678/13812345678", None, "invalid_phone"),  # two phones in one cell: neither is chosen
+        ("13800138000(测试)", "13800138000", "junk"),
+        ("无", None, "junk"),  # the placeholders of hand-kept Chinese sheets
+        ("暂无", None, "junk"),
+        ("未知", None, "junk"),
         ("19912345678", "19912345678", None),
         ("138****1234", None, "masked"),
         ("1******6198", None, "masked"),
