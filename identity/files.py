@@ -1,4 +1,5 @@
-"""The CLI's input files (observations, predicted and truth maps): CSV, gzipped CSV or Parquet.
+"""The CLI's input files (observations, predicted and truth maps): CSV, gzipped CSV, Parquet or Excel (the
+first sheet).
 
 CSV cells are read as text (record ids such as `000123` must survive). A CSV may be UTF-8 (with or without a
 byte-order mark, as Excel writes it) or GB18030 (GBK: what Excel and Taobao write on Chinese Windows). A file
@@ -27,6 +28,12 @@ def read_table(path: str | Path) -> pl.DataFrame:
             return pl.read_parquet(path)
         except pl.exceptions.PolarsError as error:
             raise ValueError(f"{path}: not a readable Parquet file ({_first_line(error)})") from None
+    if path.suffix.lower() in (".xlsx", ".xls"):
+        try:
+            # every cell as text, as from a CSV (a phone typed as a number is then its digits)
+            return pl.read_excel(path, infer_schema_length=0)
+        except Exception as error:  # noqa: BLE001 - fastexcel's errors share no base class with polars'
+            raise ValueError(f"{path}: not a readable Excel workbook ({_first_line(error)})") from None
     try:
         # polars reads the file itself when it is well-formed UTF-8: nothing is copied on the way
         return _read_csv(path)

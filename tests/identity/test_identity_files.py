@@ -177,3 +177,19 @@ def test_utf8_chinese_then_other_bytes_is_refused_not_read_as_gb18030(tmp_path):
     # the same rows all in GB18030 are read as they should be
     path.write_bytes(utf8.encode("gb18030"))
     assert read_table(path).height == 5
+
+
+def test_excel_first_sheet_reads_as_text(tmp_path):
+    """Cells typed as numbers (a phone, a record id) and as dates come out as their text, as from a CSV."""
+    from datetime import datetime
+
+    sheet = pl.DataFrame(
+        {"source": ["crm"], "record_id": [17], "id_type": ["phone"], "scope": [None], "id_value": [13912345678],
+         "observed_at": [datetime(2024, 1, 2, 10, 0)]},
+        schema_overrides={"scope": pl.String},
+    )
+    sheet.write_excel(tmp_path / "obs.xlsx")
+    assert read_table(tmp_path / "obs.xlsx").row(0) == ("crm", "17", "phone", None, "13912345678", "2024-01-02 10:00:00")
+    (tmp_path / "text.xlsx").write_bytes(b"source,record_id\n")
+    with pytest.raises(ValueError, match=r"text\.xlsx: not a readable Excel workbook"):
+        read_table(tmp_path / "text.xlsx")
