@@ -192,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--observations",
         required=True,
-        help="CSV/Parquet: source,record_id,id_type,scope,id_value,observed_at[,strength]",
+        help="CSV (UTF-8 or GB18030, .gz ok), Parquet or Excel: source,record_id,id_type,scope,id_value,observed_at"
+        "[,strength]",
     )
     run.add_argument("--out", help="write the record map (source,record_id,user_id) here, CSV")
     run.add_argument("--out-dir", help="also write every identity table (CSV) and stats.json to this folder")
@@ -221,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     why.add_argument("--value", required=True, help="the identifier, as exported (it is normalized first)")
     why.add_argument("--scope", help="appid / corp id / CRM name for scoped types")
     why.add_argument("--state", help="a state file or the warehouse (identity + identity_state schemas)")
-    why.add_argument("--observations", help="or resolve these observations (CSV/Parquet) afresh")
+    why.add_argument("--observations", help="or resolve these observations (CSV, Parquet or Excel) afresh")
     why.add_argument("--config", help="identity.yml (normalization and rules)")
     why.add_argument("--json", action="store_true", help="print the explanation as JSON")
     why.set_defaults(handler=_explain)
