@@ -192,8 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--observations",
         required=True,
-        help="CSV (UTF-8 or GB18030, .gz ok), Parquet or Excel: source,record_id,id_type,scope,id_value,observed_at"
-        "[,strength]",
+        help="CSV (UTF-8 or GB18030, .gz ok), Parquet or Excel with the columns source, record_id, id_type, "
+        "scope, id_value, observed_at (and strength)",
     )
     run.add_argument("--out", help="write the record map (source,record_id,user_id) here, CSV")
     run.add_argument("--out-dir", help="also write every identity table (CSV) and stats.json to this folder")
