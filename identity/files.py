@@ -4,6 +4,10 @@ first sheet).
 CSV cells are read as text (record ids such as `000123` must survive). A CSV may be UTF-8 (with or without a
 byte-order mark, as Excel writes it) or GB18030 (GBK: what Excel and Taobao write on Chinese Windows). A file
 that cannot be read says why, with its name and the line where the problem is.
+
+The pipeline's exports go through `pipelines/ingest/decoding.py` instead, which streams files of any size and
+detects more encodings; identity cannot import it (the pipeline depends on identity, not the reverse), and a
+contract file written by a program needs less.
 """
 
 from __future__ import annotations
