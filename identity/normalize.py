@@ -44,7 +44,6 @@ GENERIC_JUNK = ("null", "undefined", "none", "nan", "nil", "n/a", "-", "0", "无
 # Test numbers and keyboard runs that pass (or nearly pass) the mobile pattern and are typed by the thousand.
 JUNK_PHONES = ("13800138000", "12345678901", "01234567890")
 _ALL_SAME_DIGIT = "^(?:" + "|".join(f"{digit}+" for digit in range(10)) + ")$"
-_GENERIC_JUNK_MAX = max(len(value) for value in GENERIC_JUNK)
 
 
 def _case_variants(word: str) -> list[str]:
