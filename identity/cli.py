@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         observations = getattr(args, "observations", None)
         if isinstance(error, ObservationError) and error.source is None and observations:
             # rows of the file the command read, counted as the file counts them
-            error = error.in_source(observations, header=not observations.endswith(".parquet"))
+            error = error.in_source(observations, header=not observations.lower().endswith(".parquet"))
         print(f"oneid {args.command}: {error}", file=sys.stderr)
         return 1
     except duckdb.IOException as error:

@@ -27,7 +27,7 @@ def read_table(path: str | Path) -> pl.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    if path.suffix == ".parquet":
+    if path.suffix.lower() == ".parquet":
         try:
             return pl.read_parquet(path)
         except pl.exceptions.PolarsError as error:
@@ -41,19 +41,15 @@ def read_table(path: str | Path) -> pl.DataFrame:
     try:
         # polars reads the file itself when it is well-formed UTF-8: nothing is copied on the way
         return _read_csv(path)
-    except pl.exceptions.NoDataError:
-        raise ValueError(f"{path}: empty file (a CSV needs at least its header row)") from None
-    except (pl.exceptions.PolarsError, OSError) as error:
-        # not UTF-8, or not well-formed (told below with its line), or a gzip file cut short
-        polars_error = error
+    except (pl.exceptions.PolarsError, OSError):
+        pass  # not UTF-8, empty, not well-formed, or a gzip file cut short: found out and told below
     text = _utf8(_bytes(path), path)
     try:
         return _read_csv(io.BytesIO(text))
     except pl.exceptions.NoDataError:
         raise ValueError(f"{path}: empty file (a CSV needs at least its header row)") from None
     except pl.exceptions.PolarsError as error:
-        polars_error = error
-    raise ValueError(f"{path}: {csv_problem(text) or _first_line(polars_error)}") from None
+        raise ValueError(f"{path}: {csv_problem(text) or _first_line(error)}") from None
 
 
 def _read_csv(source) -> pl.DataFrame:
