@@ -49,13 +49,16 @@ from identity.resolution import (
     REJECTED_SCHEMA,
     USERS_SCHEMA,
     Hints,
+    LinkParts,
     LinkTable,
     Resolution,
     _digest_phones,
     _is_digest,
+    link_rows_of_users,
     links_frame,
     links_of_users,
     resolve,
+    take_links,
     user_id_for,
 )
 
@@ -125,8 +128,9 @@ def config_hash(config: IdentityConfig) -> str:
 
 @dataclass
 class State:
-    """The identity tables of the last run plus the id history. All polars frames, except `links` after a full
-    run in this process: a `LinkTable` (resolution.py), which builds its rows when asked (`frame()`, `slice`)."""
+    """The identity tables of the last run plus the id history. All polars frames, except `links` after a run in
+    this process: a `LinkTable` after a full run, which builds its rows when asked (`frame()`, `slice`), and
+    `LinkParts` after an incremental one (resolution.py; `links_frame` gives either as a DataFrame)."""
 
     observations: pl.DataFrame  # normalized, as identity.observations
     record_map: pl.DataFrame
@@ -134,7 +138,7 @@ class State:
     rejected_links: pl.DataFrame
     blocked_values: pl.DataFrame
     users: pl.DataFrame
-    links: pl.DataFrame | LinkTable
+    links: pl.DataFrame | LinkTable | LinkParts
     user_ids: pl.DataFrame
     merge_log: pl.DataFrame
     runs: pl.DataFrame
@@ -1277,8 +1281,6 @@ def run(
         stats, timings = stable.stats, stable.timings
     else:
         clock = time.perf_counter()
-        # a state still in memory from a full run holds its links as integers; this path filters them as a frame
-        state = dataclasses.replace(state, links=links_frame(state.links))
         batch = normalize_observations(observations, config)
         digests = _PhoneDigests(state)
         touched = state.touched_users if state.touched_users is not None else _touched_users(state, batch, digests)
@@ -1301,8 +1303,10 @@ def run(
         # without records hang off a component by refused links), so `users` is the previous part to map onto
         by_user = {name: pl.Series(_rows_in(state_table, users, ["user_id"])) for name, state_table in (
             ("id_map", state.id_map), ("users", state.users), ("rejected_links", state.rejected_links),
-            ("links", state.links),
         )}
+        # links as they are held: a state from a full run in this process holds them as integers (LinkTable),
+        # and the rows kept stay so (LinkParts), instead of being built as strings to be filtered
+        touched_links = link_rows_of_users(state.links, users["user_id"])
         part = {
             "id_map": state.id_map.filter(by_user["id_map"]),
             "record_map": old_records,
@@ -1328,7 +1332,7 @@ def run(
             "rejected_links": pl.concat([keep("rejected_links", by_user["rejected_links"]), stable.rejected_links]),
             "blocked_values": _blocked_values(state.blocked_values, old_observations, stable.blocked_values),
             "users": pl.concat([keep("users", by_user["users"]), stable.users]),
-            "links": pl.concat([keep("links", by_user["links"]), links_frame(stable.links)]),
+            "links": LinkParts([take_links(state.links, np.flatnonzero(~touched_links)), stable.links]),
         }
         changes = StateChanges(
             base_run_id=last["run_id"],
@@ -1340,7 +1344,7 @@ def run(
                 "id_map": stable.id_map,
                 "rejected_links": stable.rejected_links,
                 "users": stable.users,
-                "links": tables["links"].tail(stable.links.height),
+                "links": links_frame(stable.links),
             },
             registry=update.select("user_id"),  # the rows themselves once the registry is updated, below
         )

@@ -2,6 +2,7 @@
 in parts, and travel through stable ids, the warehouse and explain like the DataFrame they replace."""
 
 import duckdb
+import numpy as np
 import polars as pl
 import pytest
 
@@ -89,3 +90,51 @@ def test_a_state_holding_a_link_table_takes_an_incremental_batch():
     full = run(OBSERVATIONS, state=first.state)  # a full recompute from the same state
     key = ["source", "record_id", "link_type", "scope", "link_value"]
     assert second.state.links.sort(key).equals(full.state.links.frame().sort(key))
+
+
+def test_in_memory_incremental_runs_keep_the_untouched_links_as_integers():
+    """Batch after batch in memory, the links are a LinkParts whose first part is the full run's LinkTable (rows
+    of the untouched users, still integers), and build the same table as a full run over everything."""
+    from identity.resolution import LinkParts, link_rows_of_users, links_frame, take_links
+
+    columns = ["source", "record_id", "id_type", "scope", "id_value", "observed_at"]
+    more = [
+        pl.DataFrame([("orders", "o2", "phone", "", "13912345678", "2024-02-01 10:00:00")], schema=columns,
+                     orient="row"),
+        pl.DataFrame([("crm_members", "m2", "member_id", "crm", "M2", "2024-02-02 10:00:00"),
+                      ("crm_members", "m2", "openid", "wxmp", "oMP9", "2024-02-02 10:00:00")], schema=columns,
+                     orient="row"),
+    ]
+    state = run(OBSERVATIONS).state
+    seen = OBSERVATIONS
+    for batch in more:
+        state = run(batch, state=state, incremental=True).state
+        seen = pl.concat([seen, batch])
+        assert isinstance(state.links, LinkParts) and isinstance(state.links.parts[0], LinkTable)
+        key = ["source", "record_id", "id_type", "scope", "id_value"]
+        assert links_frame(state.links).sort(key).equals(links_frame(run(seen).state.links).sort(key))
+    links, whole = state.links, links_frame(state.links)
+    # slices across the parts' boundary, the last rows, one user's rows, and rows taken by position
+    assert pl.concat([links.slice(offset, 4) for offset in range(0, links.height, 4)]).equals(whole)
+    assert links.tail(3).equals(whole.tail(3))
+    users = pl.Series([whole["user_id"][0], whole["user_id"][-1]])
+    assert links.of_users(users).sort(key).equals(whole.filter(pl.col("user_id").is_in(users.implode())).sort(key))
+    rows = link_rows_of_users(links, users)
+    assert rows.tolist() == whole["user_id"].is_in(users.implode()).to_list()
+    kept = take_links(links, np.flatnonzero(~rows))
+    assert links_frame(kept).equals(whole.filter(~pl.Series(rows)))
+    # written to the warehouse a slice at a time, as save_state writes it
+    with duckdb.connect() as con:
+        write_table(con, "identity", "links", links, slice_rows=4)
+        assert con.sql("select * from identity.links").pl().equals(whole)
+
+
+def test_many_parts_are_built_into_one_frame_after_the_first():
+    from identity.resolution import LinkParts, links_frame
+
+    links = resolve(OBSERVATIONS, links=True).links
+    whole = links.frame()
+    pieces = [links.take(np.arange(offset, min(offset + 1, links.height))) for offset in range(links.height)]
+    held = LinkParts(pieces)
+    assert len(held.parts) == 2 and isinstance(held.parts[0], LinkTable) and isinstance(held.parts[1], pl.DataFrame)
+    assert links_frame(held).equals(whole)
