@@ -83,7 +83,39 @@ class Hints:
     phones: pl.DataFrame | None = None
 
 
-class LinkTable:
+class _HeldLinks:
+    """What LinkTable and LinkParts share: the links table's shape, and any other DataFrame attribute (`filter`,
+    `sort`, ...) taken from the table built whole, so that code written for a DataFrame keeps working."""
+
+    height: int
+
+    def __len__(self) -> int:
+        return self.height
+
+    @property
+    def columns(self) -> list[str]:
+        return list(LINKS_SCHEMA)
+
+    @property
+    def schema(self) -> pl.Schema:
+        return pl.Schema(LINKS_SCHEMA)
+
+    def slice(self, offset: int, length: int | None = None) -> pl.DataFrame:
+        raise NotImplementedError
+
+    def frame(self) -> pl.DataFrame:
+        return self.slice(0)
+
+    def tail(self, rows: int) -> pl.DataFrame:
+        return self.slice(max(self.height - rows, 0))
+
+    def __getattr__(self, name: str):
+        if name.startswith("_") or name == "parts":
+            raise AttributeError(name)
+        return getattr(self.frame(), name)
+
+
+class LinkTable(_HeldLinks):
     """The `links` table (LINKS_SCHEMA, one row per distinct link in link order) held as integers: per link its
     record, observed identity, linking identity, observation row and status; the strings stay in the record,
     identity, observation and user tables they come from and are gathered only for the rows asked for.
@@ -101,17 +133,6 @@ class LinkTable:
     @property
     def height(self) -> int:
         return len(self._rid)
-
-    def __len__(self) -> int:
-        return self.height
-
-    @property
-    def columns(self) -> list[str]:
-        return list(LINKS_SCHEMA)
-
-    @property
-    def schema(self) -> pl.Schema:
-        return pl.Schema(LINKS_SCHEMA)
 
     def _gather(self, positions: np.ndarray) -> pl.DataFrame:
         rid = self._rid[positions]
@@ -134,9 +155,6 @@ class LinkTable:
     def slice(self, offset: int, length: int | None = None) -> pl.DataFrame:
         stop = self.height if length is None else min(self.height, offset + length)
         return self._gather(np.arange(offset, max(offset, stop), dtype=np.int64))
-
-    def frame(self) -> pl.DataFrame:
-        return self.slice(0)
 
     def of_users(self, user_ids: pl.Series) -> pl.DataFrame:
         """The rows whose user_id is one of `user_ids`, without building the others."""
@@ -162,13 +180,8 @@ class LinkTable:
         renamed.user_ids = user_ids
         return renamed
 
-    def __getattr__(self, name: str):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.frame(), name)
 
-
-class LinkParts:
+class LinkParts(_HeldLinks):
     """The `links` table held as consecutive parts, each a LinkTable or a DataFrame, with LinkTable's interface.
 
     What an in-memory incremental run keeps: the previous links of the users it did not touch (taken from a
@@ -192,17 +205,6 @@ class LinkParts:
     def height(self) -> int:
         return sum(part.height for part in self.parts)
 
-    def __len__(self) -> int:
-        return self.height
-
-    @property
-    def columns(self) -> list[str]:
-        return list(LINKS_SCHEMA)
-
-    @property
-    def schema(self) -> pl.Schema:
-        return pl.Schema(LINKS_SCHEMA)
-
     def slice(self, offset: int, length: int | None = None) -> pl.DataFrame:
         stop = self.height if length is None else min(self.height, offset + length)
         pieces, start = [], 0
@@ -212,12 +214,6 @@ class LinkParts:
                 pieces.append(links_frame(part.slice(low - start, high - low)).cast(LINKS_SCHEMA))
             start += part.height
         return pl.concat(pieces) if pieces else pl.DataFrame(schema=LINKS_SCHEMA)
-
-    def frame(self) -> pl.DataFrame:
-        return self.slice(0)
-
-    def tail(self, rows: int) -> pl.DataFrame:
-        return self.slice(max(self.height - rows, 0))
 
     def of_users(self, user_ids: pl.Series) -> pl.DataFrame:
         pieces = [links_of_users(part, user_ids).cast(LINKS_SCHEMA) for part in self.parts]
@@ -236,34 +232,29 @@ class LinkParts:
             start += part.height
         return LinkParts(parts)
 
-    def __getattr__(self, name: str):
-        if name.startswith("_") or name == "parts":
-            raise AttributeError(name)
-        return getattr(self.frame(), name)
-
 
 def links_frame(links: "pl.DataFrame | LinkTable | LinkParts | None") -> pl.DataFrame | None:
     """`links` as a DataFrame, whichever way it is held."""
-    return links.frame() if isinstance(links, (LinkTable, LinkParts)) else links
+    return links.frame() if isinstance(links, _HeldLinks) else links
 
 
 def links_of_users(links: "pl.DataFrame | LinkTable | LinkParts", user_ids: pl.Series) -> pl.DataFrame:
     """The links whose user_id is one of `user_ids`, whichever way they are held (a LinkTable builds only these)."""
-    if isinstance(links, (LinkTable, LinkParts)):
+    if isinstance(links, _HeldLinks):
         return links.of_users(user_ids)
     return links.filter(pl.col("user_id").is_in(user_ids.implode()))
 
 
 def link_rows_of_users(links: "pl.DataFrame | LinkTable | LinkParts", user_ids: pl.Series) -> np.ndarray:
     """Per row of `links`, whether its user is one of `user_ids`."""
-    if isinstance(links, (LinkTable, LinkParts)):
+    if isinstance(links, _HeldLinks):
         return links.rows_of_users(user_ids)
     return links["user_id"].is_in(user_ids.implode()).to_numpy()
 
 
 def take_links(links: "pl.DataFrame | LinkTable | LinkParts", positions: np.ndarray):
     """The rows of `links` at `positions`, held the way `links` is."""
-    if isinstance(links, (LinkTable, LinkParts)):
+    if isinstance(links, _HeldLinks):
         return links.take(positions)
     return links[positions]
 
