@@ -6,12 +6,13 @@ A plain library (no orchestration or warehouse code): give it observations, get 
 from identity.config import BlockRule, ConfigError, IdentityConfig, load_config
 from identity.evaluate import pairwise_scores
 from identity.normalize import ObservationError, normalize_observations
-from identity.resolution import LinkTable, Resolution, resolve
+from identity.resolution import LinkParts, LinkTable, Resolution, resolve
 
 __all__ = [
     "BlockRule",
     "ConfigError",
     "IdentityConfig",
+    "LinkParts",
     "LinkTable",
     "ObservationError",
     "Resolution",
