@@ -211,7 +211,7 @@ class LinkParts(_HeldLinks):
         for part in self.parts:
             low, high = max(offset, start), min(stop, start + part.height)
             if low < high:
-                pieces.append(links_frame(part.slice(low - start, high - low)).cast(LINKS_SCHEMA))
+                pieces.append(part.slice(low - start, high - low).cast(LINKS_SCHEMA))
             start += part.height
         return pl.concat(pieces) if pieces else pl.DataFrame(schema=LINKS_SCHEMA)
 

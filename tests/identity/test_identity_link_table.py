@@ -95,6 +95,8 @@ def test_a_state_holding_a_link_table_takes_an_incremental_batch():
 def test_in_memory_incremental_runs_keep_the_untouched_links_as_integers():
     """Batch after batch in memory, the links are a LinkParts whose first part is the full run's LinkTable (rows
     of the untouched users, still integers), and build the same table as a full run over everything."""
+    import dataclasses
+
     from identity.resolution import LinkParts, link_rows_of_users, links_frame, take_links
 
     columns = ["source", "record_id", "id_type", "scope", "id_value", "observed_at"]
@@ -105,13 +107,18 @@ def test_in_memory_incremental_runs_keep_the_untouched_links_as_integers():
                       ("crm_members", "m2", "openid", "wxmp", "oMP9", "2024-02-02 10:00:00")], schema=columns,
                      orient="row"),
     ]
-    state = run(OBSERVATIONS).state
-    seen = OBSERVATIONS
+    key = ["source", "record_id", "id_type", "scope", "id_value"]
+    first = run(OBSERVATIONS).state
+    # a state loaded from a database holds its links as a DataFrame: its rows are taken as one part too
+    as_loaded = run(more[0], state=dataclasses.replace(first, links=links_frame(first.links)), incremental=True)
+    assert isinstance(as_loaded.state.links.parts[0], pl.DataFrame)
+    full = run(pl.concat([OBSERVATIONS, more[0]])).state.links
+    assert links_frame(as_loaded.state.links).sort(key).equals(links_frame(full).sort(key))
+    state, seen = first, OBSERVATIONS
     for batch in more:
         state = run(batch, state=state, incremental=True).state
         seen = pl.concat([seen, batch])
         assert isinstance(state.links, LinkParts) and isinstance(state.links.parts[0], LinkTable)
-        key = ["source", "record_id", "id_type", "scope", "id_value"]
         assert links_frame(state.links).sort(key).equals(links_frame(run(seen).state.links).sort(key))
     links, whole = state.links, links_frame(state.links)
     # slices across the parts' boundary, the last rows, one user's rows, and rows taken by position
