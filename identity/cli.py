@@ -17,7 +17,7 @@ from identity.connection import check_database_path
 from identity.evaluate import pairwise_scores
 from identity.explain import explain, render, tables_for_value
 from identity.files import read_table
-from identity.normalize import OUTPUT_COLUMNS, ObservationError, unfamiliar_id_types
+from identity.normalize import OUTPUT_COLUMNS, ObservationError, normalize_observations, unfamiliar_id_types
 from identity.resolution import resolve
 
 
@@ -104,7 +104,25 @@ def _resolve(args: argparse.Namespace) -> int:
             frame.write_csv(out_dir / f"{name}.csv")
         (out_dir / "stats.json").write_text(json.dumps(resolution.stats, indent=2) + "\n", encoding="utf-8")
     _print_stats(resolution.stats)
+    if args.incremental:
+        # the run's tables hold the touched records' older observations too: the batch's own are counted
+        _print_unusable(normalize_observations(observations, config), " in the batch")
+    else:
+        _print_unusable(resolution.observations, "")
     return 0
+
+
+def _print_unusable(normalized: pl.DataFrame, which: str) -> None:
+    """How many observations link nothing, by reason: what a messy export cost, said by every run."""
+    counts = (
+        normalized.filter(pl.col("unusable_reason").is_not_null())
+        .group_by("unusable_reason")
+        .len()
+        .sort(["len", "unusable_reason"], descending=[True, False])
+    )
+    if counts.height:
+        listed = ", ".join(f"{rows:,} {reason}" for reason, rows in counts.iter_rows())
+        print(f"observations that link nothing{which}: {counts['len'].sum():,} ({listed}; see their unusable_reason)")
 
 
 def _resolve_out_of_core(args: argparse.Namespace, config) -> int:

@@ -35,7 +35,10 @@ def test_resolve_then_evaluate(tmp_path, capsys):
     out = tmp_path / "new" / "folder" / "record_map.csv"  # folders are made, as for --out-dir
     out_dir = tmp_path / "tables"
     assert main(["resolve", "--observations", str(observations), "--out", str(out), "--out-dir", str(out_dir)]) == 0
-    assert "5 records" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "5 records" in printed
+    # what the messy values cost, by reason
+    assert "observations that link nothing: 2 (1 junk, 1 masked; see their unusable_reason)" in printed
 
     record_map = pl.read_csv(out, infer_schema=False)
     assert record_map.columns == ["source", "record_id", "user_id"]
