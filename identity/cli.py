@@ -126,6 +126,7 @@ def _print_unusable(normalized: pl.DataFrame, which: str) -> None:
 
 
 def _resolve_out_of_core(args: argparse.Namespace, config) -> int:
+    from identity.connection import connect
     from identity.outofcore import OUTPUT_TABLES, copy_table, resolve_out_of_core
 
     if args.state:
@@ -147,6 +148,9 @@ def _resolve_out_of_core(args: argparse.Namespace, config) -> int:
             copy_table(args.out_of_core, name, out_dir / f"{name}.csv")
         (out_dir / "stats.json").write_text(json.dumps(result.stats, indent=2) + "\n", encoding="utf-8")
     _print_stats(result.stats)
+    with connect(args.out_of_core, read_only=True) as con:
+        reasons = con.sql("select unusable_reason from observations where unusable_reason is not null").pl()
+    _print_unusable(reasons, "")
     print(f"tables {', '.join(OUTPUT_TABLES)} are in {args.out_of_core}")
     return 0
 

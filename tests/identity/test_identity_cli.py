@@ -93,6 +93,8 @@ def test_resolve_out_of_core_writes_the_same_record_map(tmp_path, capsys):
     assert main([*args, "--out-of-core", str(database), "--out-dir", str(tmp_path / "tables")]) == 0
     printed = capsys.readouterr().out
     assert "5 records" in printed and str(database) in printed
+    # said the same way by both runs: in memory, then out of core
+    assert printed.count("observations that link nothing: 2 (1 junk, 1 masked; see their unusable_reason)") == 2
     memory, disk = (pl.read_csv(path, infer_schema=False) for path in (in_memory, out_of_core))
     assert disk.equals(memory)
     assert json.loads((tmp_path / "tables" / "stats.json").read_text())["users"] == 3
