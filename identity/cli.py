@@ -106,20 +106,20 @@ def _resolve(args: argparse.Namespace) -> int:
     _print_stats(resolution.stats)
     if args.incremental:
         # the run's tables hold the touched records' older observations too: the batch's own are counted
-        _print_unusable(normalize_observations(observations, config), " in the batch")
+        _print_unusable(_unusable_counts(normalize_observations(observations, config)), " in the batch")
     else:
-        _print_unusable(resolution.observations, "")
+        _print_unusable(_unusable_counts(resolution.observations), "")
     return 0
 
 
-def _print_unusable(normalized: pl.DataFrame, which: str) -> None:
-    """How many observations link nothing, by reason: what a messy export cost, said by every run."""
-    counts = (
-        normalized.filter(pl.col("unusable_reason").is_not_null())
-        .group_by("unusable_reason")
-        .len()
-        .sort(["len", "unusable_reason"], descending=[True, False])
-    )
+def _unusable_counts(normalized: pl.DataFrame) -> pl.DataFrame:
+    return normalized.filter(pl.col("unusable_reason").is_not_null()).group_by("unusable_reason").len()
+
+
+def _print_unusable(counts: pl.DataFrame, which: str) -> None:
+    """How many observations link nothing, by reason (`counts`: unusable_reason, len): what a messy export cost,
+    said by every run."""
+    counts = counts.sort(["len", "unusable_reason"], descending=[True, False])
     if counts.height:
         listed = ", ".join(f"{rows:,} {reason}" for reason, rows in counts.iter_rows())
         print(f"observations that link nothing{which}: {counts['len'].sum():,} ({listed}; see their unusable_reason)")
@@ -149,8 +149,11 @@ def _resolve_out_of_core(args: argparse.Namespace, config) -> int:
         (out_dir / "stats.json").write_text(json.dumps(result.stats, indent=2) + "\n", encoding="utf-8")
     _print_stats(result.stats)
     with connect(args.out_of_core, read_only=True) as con:
-        reasons = con.sql("select unusable_reason from observations where unusable_reason is not null").pl()
-    _print_unusable(reasons, "")
+        # counted in the database: at 100M observations the rows themselves would be millions
+        counts = con.sql(
+            "select unusable_reason, count(*) as len from observations where unusable_reason is not null group by 1"
+        ).pl()
+    _print_unusable(counts, "")
     print(f"tables {', '.join(OUTPUT_TABLES)} are in {args.out_of_core}")
     return 0
 
