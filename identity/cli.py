@@ -13,7 +13,7 @@ import duckdb
 import polars as pl
 
 from identity.config import KNOWN_TYPES, ConfigError, load_config
-from identity.connection import check_database_path
+from identity.connection import check_database_path, connect
 from identity.evaluate import pairwise_scores
 from identity.explain import explain, render, tables_for_value
 from identity.files import read_table
@@ -54,7 +54,6 @@ def _resolve(args: argparse.Namespace) -> int:
         return _resolve_out_of_core(args, config)
     out_written = False
     if args.state:
-        from identity.connection import connect
         from identity.state import copy_record_map, load_state, load_touched_state, run, save_changes, save_state
 
         observations = _read_observations(args.observations, config)
@@ -126,7 +125,6 @@ def _print_unusable(counts: pl.DataFrame, which: str) -> None:
 
 
 def _resolve_out_of_core(args: argparse.Namespace, config) -> int:
-    from identity.connection import connect
     from identity.outofcore import OUTPUT_TABLES, copy_table, resolve_out_of_core
 
     if args.state:
@@ -172,7 +170,6 @@ def _explain(args: argparse.Namespace) -> int:
         print("oneid explain: give exactly one of --state and --observations", file=sys.stderr)
         return 2
     if args.state:
-        from identity.connection import connect
 
         if not Path(args.state).exists():
             raise FileNotFoundError(args.state)

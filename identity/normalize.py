@@ -33,7 +33,9 @@ BLOCK_REASONS = ("junk", "blocklist", "blocklist_pattern", "shared")
 
 PHONE_PATTERN = r"^1[3-9][0-9]{9}$"
 _INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
-PHONE_SEPARATORS = f"[\\s\\-.()\u2010-\u2015\u2212{_INVISIBLE}]"
+# what phone normalization drops between digits; pipelines/forget.py matches quarantined cells with the same set
+PHONE_SEPARATOR_CHARS = f"\\s\\-.()\u2010-\u2015\u2212{_INVISIBLE}"
+PHONE_SEPARATORS = f"[{PHONE_SEPARATOR_CHARS}]"
 _PHONE_ANNOTATION = r"^(?i:tel):?|[\p{Han}:]"
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 HASH_LENGTHS = {"phone_md5": 32, "phone_sha256": 64}

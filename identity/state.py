@@ -1319,7 +1319,7 @@ def run(
         clock = time.perf_counter()
 
         def keep(name: str, rows: pl.Series) -> pl.DataFrame:
-            # a record's rows in rejected_links and links carry its user, so they go with the user
+            # a record's rows in rejected_links carry its user, so they go with the user (links: LinkParts below)
             return getattr(state, name).filter(~rows)
 
         tables = {

@@ -25,7 +25,7 @@ import polars as pl
 
 import identity
 from identity.config import IdentityConfig
-from identity.normalize import PHONE_SEPARATORS, phone_hashes
+from identity.normalize import PHONE_SEPARATOR_CHARS, phone_hashes
 from identity.privacy import identity_hmac, identity_hmac_series
 from identity.state import table_exists
 from pipelines.observations import RecordSpec
@@ -218,7 +218,7 @@ def delete_raw_rows(con, specs: list[RecordSpec], records: pl.DataFrame) -> dict
 
 
 # what a phone's cell may hold between its digits (those that phone normalization drops, and a plus sign)
-_SEPARATORS = PHONE_SEPARATORS.replace("[", "[+", 1)
+_SEPARATORS = f"[+{PHONE_SEPARATOR_CHARS}]"
 
 
 def delete_quarantine(con, identities: pl.DataFrame, raw_values: list[str]) -> int:
