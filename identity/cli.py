@@ -13,16 +13,30 @@ import duckdb
 import polars as pl
 
 from identity.config import KNOWN_TYPES, ConfigError, load_config
-from identity.connection import check_database_path, connect
+from identity.connection import check_database_path, connect, copy_to_csv
 from identity.evaluate import pairwise_scores
 from identity.explain import explain, render, tables_for_value
 from identity.files import read_table
-from identity.normalize import OUTPUT_COLUMNS, ObservationError, normalize_observations, unfamiliar_id_types
+from identity.normalize import (
+    OUTPUT_COLUMNS,
+    ObservationError,
+    normalize_observations,
+    split_observations,
+    unfamiliar_id_types,
+)
 from identity.resolution import resolve
 
 
-def _read_observations(path: str, config) -> pl.DataFrame:
+def _read_observations(path: str, config, quarantine: str | None = None) -> pl.DataFrame:
+    """The observations to resolve; with `quarantine`, the rows that break the contract are written there
+    instead (with the file, row, column and reason), and the count said."""
     observations = read_table(path)
+    if quarantine:
+        observations, quarantined = split_observations(observations)
+        header = not path.lower().endswith(".parquet")
+        # rows numbered as the error messages number them: from 1, after the header line of a CSV
+        quarantined.select(pl.lit(path).alias("file"), pl.col("row") + 1, pl.exclude("row")).write_csv(quarantine)
+        _print_quarantined(quarantined.group_by("column").len(), quarantine, header)
     if "id_type" in observations.columns:
         unfamiliar = unfamiliar_id_types(observations, config)
         if unfamiliar:
@@ -47,16 +61,17 @@ def _resolve(args: argparse.Namespace) -> int:
     for database in (args.state, args.out_of_core):
         if database:
             check_database_path(database)
-    if args.out:
-        # made before the run, which can take minutes and save a state, rather than failed on after it
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    for written in (args.out, args.quarantine):
+        if written:
+            # made before the run, which can take minutes and save a state, rather than failed on after it
+            Path(written).parent.mkdir(parents=True, exist_ok=True)
     if args.out_of_core:
         return _resolve_out_of_core(args, config)
     out_written = False
     if args.state:
         from identity.state import copy_record_map, load_state, load_touched_state, run, save_changes, save_state
 
-        observations = _read_observations(args.observations, config)
+        observations = _read_observations(args.observations, config, args.quarantine)
         with connect(args.state) as con:
             if args.incremental:
                 # only the rows of the users the batch touches leave the database, and only the changes go back
@@ -93,7 +108,8 @@ def _resolve(args: argparse.Namespace) -> int:
             f"{info['new_users']:,} new users, {info['merges']:,} merges, {info['splits']:,} splits"
         )
     else:
-        resolution = resolve(_read_observations(args.observations, config), config, engine=args.engine)
+        observations = _read_observations(args.observations, config, args.quarantine)
+        resolution = resolve(observations, config, engine=args.engine)
     if args.out and not out_written:
         resolution.record_map.write_csv(args.out)
     if args.out_dir:
@@ -111,6 +127,16 @@ def _resolve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_quarantined(counts: pl.DataFrame, path: str, header: bool) -> None:
+    """`counts`: column, len of the rows set aside."""
+    rows = int(counts["len"].sum()) if counts.height else 0
+    counts = counts.sort(["len", "column"], descending=[True, False])
+    listed = ", ".join(f"{n:,} {column}" for column, n in counts.iter_rows())
+    where = " (rows counted after the header)" if header and rows else ""
+    print(f"rows set aside for breaking the input contract: {rows:,}" + (f" (by column: {listed})" if rows else "")
+          + f", in {path}{where}")
+
+
 def _unusable_counts(normalized: pl.DataFrame) -> pl.DataFrame:
     return normalized.filter(pl.col("unusable_reason").is_not_null()).group_by("unusable_reason").len()
 
@@ -125,7 +151,7 @@ def _print_unusable(counts: pl.DataFrame, which: str) -> None:
 
 
 def _resolve_out_of_core(args: argparse.Namespace, config) -> int:
-    from identity.outofcore import OUTPUT_TABLES, copy_table, resolve_out_of_core
+    from identity.outofcore import OUTPUT_TABLES, QUARANTINE_TABLE, copy_table, resolve_out_of_core
 
     if args.state:
         print("oneid resolve: --out-of-core keeps no state; give --state or --out-of-core, not both", file=sys.stderr)
@@ -135,7 +161,8 @@ def _resolve_out_of_core(args: argparse.Namespace, config) -> int:
               file=sys.stderr)
         return 2
     result = resolve_out_of_core(
-        args.observations, args.out_of_core, config, engine=args.engine, memory_limit=args.memory_limit
+        args.observations, args.out_of_core, config, engine=args.engine, memory_limit=args.memory_limit,
+        quarantine=bool(args.quarantine),
     )
     if args.out:
         copy_table(args.out_of_core, "record_map", args.out)
@@ -151,6 +178,11 @@ def _resolve_out_of_core(args: argparse.Namespace, config) -> int:
         counts = con.sql(
             "select unusable_reason, count(*) as len from observations where unusable_reason is not null group by 1"
         ).pl()
+        if args.quarantine:
+            # numbered from 1, as in memory and in the error messages
+            copy_to_csv(con, f'(select * replace ("row" + 1 as "row") from {QUARANTINE_TABLE})', args.quarantine)
+            quarantined = con.sql(f'select "column", count(*) as len from {QUARANTINE_TABLE} group by 1').pl()
+            _print_quarantined(quarantined, args.quarantine, header=False)
     _print_unusable(counts, "")
     print(f"tables {', '.join(OUTPUT_TABLES)} are in {args.out_of_core}")
     return 0
@@ -235,6 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="resolve inside this DuckDB file, for Parquet observations larger than memory; the identity tables "
         "are left in it (same results as in memory; no --state)",
     )
+    run.add_argument(
+        "--quarantine",
+        metavar="CSV",
+        help="set the rows that break the input contract (empty source, record_id or id_type; an observed_at that "
+        "is not an ISO time; a strength not strong/weak) aside in this CSV, with their row, column and reason, "
+        "and resolve the others; without it the first such row stops the run",
+    )
     run.add_argument("--memory-limit", help="with --out-of-core: DuckDB's memory limit, e.g. 6GB (it spills beyond)")
     run.add_argument("--engine", choices=["auto", "numba", "python"], default="auto", help=argparse.SUPPRESS)
     run.set_defaults(handler=_resolve)
@@ -266,7 +305,10 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(error, ObservationError) and error.source is None and observations:
             # rows of the file the command read, counted as the file counts them
             error = error.in_source(observations, header=not observations.lower().endswith(".parquet"))
-        print(f"oneid {args.command}: {error}", file=sys.stderr)
+        hint = ""
+        if isinstance(error, ObservationError) and error.row is not None and args.command == "resolve":
+            hint = " (--quarantine FILE sets such rows aside and resolves the others)"
+        print(f"oneid {args.command}: {error}{hint}", file=sys.stderr)
         return 1
     except duckdb.IOException as error:
         # DuckDB lets one process open a file for writing and then no other, not even to read it

@@ -235,13 +235,26 @@ def with_blocklist_reason(
     return frame.with_columns(_block_reason=reason.otherwise(pl.lit(None, dtype=pl.String))).drop("_blocked")
 
 
+_ISO_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+# ISO, and the year-first form with slashes that Chinese spreadsheets write (2024/05/01 12:00:00): unambiguous too
+_NAIVE_FORMATS = (*_ISO_FORMATS, "%Y/%m/%d %H:%M:%S%.f", "%Y/%m/%d %H:%M", "%Y/%m/%d")
+
+
 def _observed_at(column: pl.Series | None) -> pl.Expr:
     if column is None:
         return pl.lit(None, dtype=pl.Datetime("us"))
     dtype = column.dtype
     expr = pl.col("observed_at")
     if dtype == pl.String:
-        return expr.str.to_datetime(time_unit="us", strict=False)
+        # The format is the first time's, as polars would infer it, but only ever an ISO one: polars' own
+        # inference also takes day- and month-first dates, so a file whose first time read 02/01/2024 had every
+        # such date read as 2 January and one whose first read 1/2/2024 as 1 February. Rows of another format
+        # are tried again one by one (`_times_parsed`) and refused if they are not ISO.
+        first = column.drop_nulls().head(1).str.strip_chars()
+        for time_format in _NAIVE_FORMATS:
+            if len(first) and first.str.to_datetime(time_format, strict=False, time_unit="us").is_not_null().all():
+                return expr.str.to_datetime(time_format, strict=False, time_unit="us")
+        return pl.lit(None, dtype=pl.Datetime("us"))
     if dtype == pl.Date:
         return expr.cast(pl.Datetime("us"))
     if isinstance(dtype, pl.Datetime):
@@ -254,16 +267,13 @@ def _observed_at(column: pl.Series | None) -> pl.Expr:
     raise ObservationError(f"must hold datetimes, dates or ISO times as text, not {dtype}", "observed_at")
 
 
-_ISO_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d")
-
-
 def _iso_times(times: pl.Series) -> pl.Series:
     """ISO times, each parsed by itself: with a UTC offset (`+08:00`, `+0800`, `Z`) converted to naive China time,
     without one taken as China time; null for anything else. polars' own parse infers one format from the first
     value, so a column mixing the two kinds (or dates and times) leaves the other kind null."""
     text = times.str.strip_chars().str.replace(r"[Zz]$", "+00:00")
     aware = pl.coalesce([text.str.to_datetime(f + "%z", strict=False, time_unit="us") for f in _ISO_FORMATS[:4]])
-    naive = pl.coalesce([text.str.to_datetime(f, strict=False, time_unit="us") for f in _ISO_FORMATS])
+    naive = pl.coalesce([text.str.to_datetime(f, strict=False, time_unit="us") for f in _NAIVE_FORMATS])
     china = aware.dt.convert_time_zone("Asia/Shanghai").dt.replace_time_zone(None)
     return pl.select(pl.coalesce(china, naive)).to_series()
 
@@ -327,6 +337,84 @@ def unfamiliar_id_types(obs: pl.DataFrame, config: IdentityConfig) -> dict[str, 
     return dict(zip(counts["id_type"].to_list(), counts["len"].to_list()))
 
 
+REQUIRED_COLUMNS = ("source", "record_id", "id_type")
+BAD_TIME = "is not an ISO time such as 2024-05-01 12:00:00"
+BAD_STRENGTH = "strength must be strong or weak (or empty)"
+
+
+def _check_columns(obs: pl.DataFrame) -> None:
+    missing = [column for column in INPUT_COLUMNS if column not in obs.columns and column != "observed_at"]
+    if missing:
+        raise ObservationError(f"observations lack columns {missing}; expected {list(INPUT_COLUMNS)} (+ strength)")
+
+
+def _times_parsed(obs: pl.DataFrame, parsed: pl.Series) -> tuple[pl.Series, pl.Series | None]:
+    """`parsed` (observed_at as `_observed_at` reads it) with the rows it left null tried again as ISO times of
+    mixed kinds, and the mask of the times given that are still null: None when the column is not text."""
+    if "observed_at" not in obs.columns or obs["observed_at"].dtype != pl.String:
+        return parsed, None
+    # a time that silently became null would move its links to the end of the order
+    given = obs["observed_at"].str.strip_chars().fill_null("") != ""
+    unparsed = given & parsed.is_null()
+    if unparsed.any():
+        # a column mixing kinds of ISO time, e.g. with an offset or Z (from APIs and JavaScript) and without
+        parsed = pl.select(pl.coalesce(parsed, _iso_times(obs["observed_at"]))).to_series().alias("observed_at")
+        unparsed = given & parsed.is_null()
+    return parsed, unparsed
+
+
+def _bad_strengths(strength: pl.Series) -> pl.Series | None:
+    """The mask of rows whose (tidied) strength is neither strong nor weak; None when there are none, which the
+    column's few distinct values tell without a pass over every row."""
+    strengths = strength.unique().drop_nulls()
+    if strengths.is_in(list(STRENGTHS)).all():
+        return None
+    return strength.is_not_null() & ~strength.is_in(list(STRENGTHS))
+
+
+def contract_violations(obs: pl.DataFrame) -> pl.DataFrame:
+    """The rows for which `normalize_observations` (and so `resolve`) would refuse `obs`, each once: `row`
+    (0-based position), `column` (the first at fault, in the order source, record_id, id_type, observed_at,
+    strength) and `reason`. Empty when every row is fine. A missing column or an observed_at column of a type
+    that holds no times is the whole frame's fault, not a row's: raised as ObservationError."""
+    _check_columns(obs)
+    checks = [(column, "empty", obs[column].is_null()) for column in REQUIRED_COLUMNS]
+    if "observed_at" in obs.columns:
+        parsed = obs.select(_observed_at(obs["observed_at"])).to_series()
+        _, unparsed = _times_parsed(obs, parsed)
+        if unparsed is not None:
+            checks.append(("observed_at", BAD_TIME, unparsed))
+    if "strength" in obs.columns:
+        bad = _bad_strengths(obs.select(_tidy(obs, "strength", lower=True)).to_series())
+        if bad is not None:
+            checks.append(("strength", BAD_STRENGTH, bad))
+    masks = pl.DataFrame({f"_{i}": mask for i, (_, _, mask) in enumerate(checks)})
+    column = reason = None
+    for i, (name, why, _) in enumerate(checks):
+        at_fault = pl.col(f"_{i}")
+        column = (pl.when(at_fault) if column is None else column.when(at_fault)).then(pl.lit(name))
+        reason = (pl.when(at_fault) if reason is None else reason.when(at_fault)).then(pl.lit(why))
+    return (
+        masks.with_row_index("row")
+        .select(pl.col("row").cast(pl.Int64), column.alias("column"), reason.alias("reason"))
+        .filter(pl.col("column").is_not_null())
+    )
+
+
+def split_observations(obs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the rows `resolve` accepts, the others): the rows of `contract_violations`, each with its `row`, `column`
+    and `reason` before its contract columns (and strength) as text. The first is `obs` itself when no row is at
+    fault. For a tool that would rather set bad rows aside, and say how many, than refuse a whole export for one
+    of them."""
+    violations = contract_violations(obs)
+    contract = [column for column in (*INPUT_COLUMNS, "strength") if column in obs.columns]
+    as_text = [pl.col(column).cast(pl.String) for column in contract]
+    if violations.is_empty():
+        return obs, violations.hstack(obs.clear().select(as_text))
+    at_fault = pl.int_range(pl.len(), dtype=pl.Int64).is_in(violations["row"])
+    return obs.filter(~at_fault), violations.hstack(obs.filter(at_fault).select(as_text))
+
+
 def normalize_observations(obs: pl.DataFrame, config: IdentityConfig | None = None) -> pl.DataFrame:
     """Normalized observations in input order, with `raw_value`, `strength`, `usable` and `unusable_reason`.
 
@@ -335,10 +423,8 @@ def normalize_observations(obs: pl.DataFrame, config: IdentityConfig | None = No
     """
     if config is None:
         config = IdentityConfig()
-    missing = [column for column in INPUT_COLUMNS if column not in obs.columns and column != "observed_at"]
-    if missing:
-        raise ObservationError(f"observations lack columns {missing}; expected {list(INPUT_COLUMNS)} (+ strength)")
-    for column in ("source", "record_id", "id_type"):
+    _check_columns(obs)
+    for column in REQUIRED_COLUMNS:
         nulls = obs[column].null_count()
         if nulls:
             first = _first_row(obs[column].is_null())
@@ -358,30 +444,23 @@ def normalize_observations(obs: pl.DataFrame, config: IdentityConfig | None = No
         strength.alias("strength"),
     ).rechunk()
 
-    if "observed_at" in obs.columns and obs["observed_at"].dtype == pl.String:
-        # a time that silently became null would move its links to the end of the order
-        given = obs["observed_at"].str.strip_chars().fill_null("") != ""
-        unparsed = given & frame["observed_at"].is_null()
-        if unparsed.any():
-            # a column mixing kinds of ISO time, e.g. with an offset or Z (from APIs and JavaScript) and without
-            frame = frame.with_columns(observed_at=pl.coalesce(pl.col("observed_at"), _iso_times(obs["observed_at"])))
-            unparsed = given & frame["observed_at"].is_null()
+    times, unparsed = _times_parsed(obs, frame["observed_at"])
+    if unparsed is not None:
+        frame = frame.with_columns(observed_at=times)
         if unparsed.any():
             first = _first_row(unparsed)
             raise ObservationError(
-                f"{obs['observed_at'][first]!r} is not an ISO time such as 2024-05-01 12:00:00 "
-                f"({unparsed.sum():,} such values in all)",
+                f"{obs['observed_at'][first]!r} {BAD_TIME} ({unparsed.sum():,} such values in all)",
                 "observed_at",
                 first,
             )
-    strengths = frame["strength"].unique().drop_nulls()
-    bad = strengths.filter(~strengths.is_in(list(STRENGTHS)))
-    if len(bad):
-        first = _first_row(frame["strength"].is_not_null() & ~frame["strength"].is_in(list(STRENGTHS)))
-        others = [value for value in bad.to_list() if value != frame["strength"][first]]
+    bad = _bad_strengths(frame["strength"])
+    if bad is not None:
+        first = _first_row(bad)
+        others = frame["strength"].filter(bad).unique(maintain_order=True).to_list()
+        others = [value for value in others if value != frame["strength"][first]]
         raise ObservationError(
-            f"{obs['strength'][first]!r}: strength must be strong or weak (or empty)"
-            + (f"; other such values: {others[:5]}" if others else ""),
+            f"{obs['strength'][first]!r}: {BAD_STRENGTH}" + (f"; other such values: {others[:5]}" if others else ""),
             "strength",
             first,
         )

@@ -29,7 +29,14 @@ from identity.config import IdentityConfig
 from identity.connection import connect, copy_to_csv
 from identity.engine import greedy_union
 from identity.memory import for_large_arrays
-from identity.normalize import BLOCK_REASONS, OUTPUT_COLUMNS, ObservationError, normalize_observations
+from identity.normalize import (
+    BLOCK_REASONS,
+    INPUT_COLUMNS,
+    OUTPUT_COLUMNS,
+    ObservationError,
+    normalize_observations,
+    split_observations,
+)
 from identity.privacy import keyed_hash_sql
 from identity.resolution import (
     _NULL_TIME,
@@ -57,6 +64,12 @@ _WORK = "temp.main"
 # in the file they are written once and leave memory for free (100M: 433-465 s against 501-504 s; docs/identity.md)
 RECORDS, OBSERVED = "_oneid_records", "_oneid_observed"
 _NUMBERED = (RECORDS, OBSERVED)
+# with `quarantine`: the rows set aside for breaking the contract, their values as they were, as text
+QUARANTINE_TABLE = "quarantine"
+QUARANTINE_COLUMNS = [
+    ("file", "varchar"), ("row", "bigint"), ("column", "varchar"), ("reason", "varchar"),
+    *((name, "varchar") for name in (*INPUT_COLUMNS, "strength")),
+]
 # DuckDB's memory limit while numpy works on the integers: DuckDB is idle then, and a low limit makes it give back
 # the memory it holds as a cache
 IDLE_DUCKDB_MEMORY = "256MB"
@@ -133,6 +146,7 @@ def resolve_out_of_core(
     batch_rows: int = 2_000_000,
     memory_limit: str | None = None,
     threads: int | None = None,
+    quarantine: bool = False,
 ) -> OutOfCoreResult:
     """Resolve observations (Parquet files, or a DataFrame) into the tables OUTPUT_TABLES of `database`.
 
@@ -140,6 +154,10 @@ def resolve_out_of_core(
     id_key=id_key)`'s, in the same row order. `batch_rows` observations are normalized at a time;
     `memory_limit` (e.g. "6GB") and `threads` are DuckDB's settings, which decide how much it keeps in memory
     before spilling to a temporary directory beside the database.
+
+    `quarantine`: rows that break the input contract (`identity.normalize.contract_violations`) go to the table
+    QUARANTINE_TABLE (their file, 0-based row in it, column, reason and values as text) and the others are
+    resolved, instead of the run stopping at the first such row; the tables then equal `resolve` of the others.
     """
     config = config or IdentityConfig()
     lap = PhaseClock()
@@ -150,9 +168,9 @@ def resolve_out_of_core(
         if threads:
             con.execute(f"set threads = {int(threads)}")
         try:
-            for table in (*OUTPUT_TABLES, *_NUMBERED):
+            for table in (*OUTPUT_TABLES, *_NUMBERED, QUARANTINE_TABLE):
                 con.execute(f"drop table if exists {table}")
-            _load_normalized(con, observations, config, batch_rows)
+            _load_normalized(con, observations, config, batch_rows, quarantine)
             lap("normalize")
             type_rank, source_rank = _translate_and_number(con, config)
             lap("translate")
@@ -170,7 +188,7 @@ def resolve_out_of_core(
                 con.execute(f"alter table observations drop column {column}")
         except BaseException:
             # no half-made tables for anyone to read: a failed run leaves none of the output tables
-            for table in (*OUTPUT_TABLES, *_NUMBERED):
+            for table in (*OUTPUT_TABLES, *_NUMBERED, QUARANTINE_TABLE):
                 con.execute(f"drop table if exists {table}")
             raise
         for table in _NUMBERED:
@@ -180,22 +198,30 @@ def resolve_out_of_core(
     return OutOfCoreResult(database=str(database), stats=stats, timings=lap.seconds, peak_mb=lap.peak_mb)
 
 
-def _load_normalized(con, observations, config: IdentityConfig, batch_rows: int) -> None:
+def _load_normalized(con, observations, config: IdentityConfig, batch_rows: int, quarantine: bool) -> None:
     """`observations`: the normalized rows in input order, with their row number `_row` and 64-bit hashes of
-    their record (`_rh`) and observed key (`_oh`), on which the integers are joined instead of on the strings."""
+    their record (`_rh`) and observed key (`_oh`), on which the integers are joined instead of on the strings.
+    With `quarantine`, the rows that break the contract are in QUARANTINE_TABLE instead."""
     zstd = _zstd_columns(con, "observations")
     columns = list(zip(
         (*OUTPUT_COLUMNS, "_row", "_rh", "_oh"),
         ("varchar",) * 6 + ("timestamp", "varchar", "boolean", "varchar", "bigint", "ubigint", "ubigint"),
     ))
     con.execute(create_table_sql("main", "observations", columns, zstd))
+    if quarantine:
+        con.execute(create_table_sql("main", QUARANTINE_TABLE, QUARANTINE_COLUMNS))
     offset = 0
     # the next batch is read and normalized (polars) while DuckDB stores this one: both let go of the GIL
     with ThreadPoolExecutor(max_workers=1) as pool:
         batches = _batches(observations, batch_rows)
-        upcoming = pool.submit(_next_normalized, batches, config)
+        upcoming = pool.submit(_next_normalized, batches, config, quarantine)
         while (normalized := upcoming.result()) is not None:
-            upcoming = pool.submit(_next_normalized, batches, config)
+            upcoming = pool.submit(_next_normalized, batches, config, quarantine)
+            normalized, quarantined = normalized
+            if quarantined is not None and quarantined.height:
+                con.register("_quarantined", quarantined.to_arrow())
+                con.execute(f"insert into {QUARANTINE_TABLE} by name select * from _quarantined")
+                con.unregister("_quarantined")
             con.register("_batch", normalized.with_columns(
                 _row=pl.int_range(offset, offset + normalized.height, dtype=pl.Int64)
             ).to_arrow())
@@ -208,13 +234,20 @@ def _load_normalized(con, observations, config: IdentityConfig, batch_rows: int)
 
 
 def _next_normalized(
-    batches: Iterator[tuple[str, int, pl.DataFrame]], config: IdentityConfig
-) -> pl.DataFrame | None:
+    batches: Iterator[tuple[str, int, pl.DataFrame]], config: IdentityConfig, quarantine: bool
+) -> tuple[pl.DataFrame, pl.DataFrame | None] | None:
+    """The next batch normalized, and with `quarantine` its rows that break the contract (as QUARANTINE_COLUMNS,
+    rows counted in their file); None after the last."""
     where, offset, batch = next(batches, (None, 0, None))
     if batch is None:
         return None
     try:
-        return normalize_observations(batch, config)
+        quarantined = None
+        if quarantine:
+            batch, quarantined = split_observations(batch)
+            # inserted by name: a contract column the file lacks (observed_at, strength) is left null
+            quarantined = quarantined.with_columns(file=pl.lit(where), row=pl.col("row") + offset)
+        return normalize_observations(batch, config), quarantined
     except ObservationError as error:
         # the row counted in the whole file, not in this batch
         raise error.in_source(where, offset) from error

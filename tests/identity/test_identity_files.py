@@ -108,7 +108,62 @@ def test_cli_names_the_file_row_and_column_of_bad_observations(tmp_path, capsys,
     error = capsys.readouterr().err
     assert error.startswith(f"oneid resolve: {path}, row 2")
     assert re.search(message, error), error
+    assert error.rstrip().endswith("(--quarantine FILE sets such rows aside and resolves the others)")
     assert not (tmp_path / "out.csv").exists()
+
+
+MESSY = """source,record_id,id_type,scope,id_value,observed_at
+crm_members,M1,phone,,13912345678,2024-01-01 10:00:00
+,M2,phone,,13912345678,2024-01-02
+crm_members,M3,phone,,13912345678,yesterday
+crm_members,M3,email,,m3@example.com,2024/01/03
+orders,o1,phone,,13912345678,
+orders,,phone,,13700000001,
+"""
+
+
+def test_cli_quarantine_sets_bad_rows_aside_and_resolves_the_rest(tmp_path, capsys):
+    path, out, bad = tmp_path / "obs.csv", tmp_path / "out.csv", tmp_path / "rejects" / "bad.csv"
+    path.write_text(MESSY, encoding="utf-8")
+    assert main(["resolve", "--observations", str(path), "--out", str(out), "--quarantine", str(bad)]) == 0
+    printed = capsys.readouterr().out
+    said = "rows set aside for breaking the input contract: 3 (by column: 1 observed_at, 1 record_id, 1 source)"
+    assert said in printed
+    quarantined = pl.read_csv(bad, infer_schema=False)
+    assert quarantined.columns == ["file", "row", "column", "reason", "source", "record_id", "id_type", "scope",
+                                   "id_value", "observed_at"]
+    # numbered as the error messages number them: from 1, after the header
+    assert quarantined.select("row", "column", "id_value").rows() == [
+        ("2", "source", "13912345678"), ("3", "observed_at", "13912345678"), ("6", "record_id", "13700000001"),
+    ]
+    assert set(quarantined["file"]) == {str(path)}
+    # the rest resolves as the file without those rows would
+    lines = MESSY.splitlines(keepends=True)
+    (tmp_path / "clean.csv").write_text("".join(lines[:2] + lines[4:6]), encoding="utf-8")
+    clean_out = tmp_path / "clean_out.csv"
+    assert main(["resolve", "--observations", str(tmp_path / "clean.csv"), "--out", str(clean_out)]) == 0
+    assert pl.read_csv(out, infer_schema=False).equals(pl.read_csv(clean_out, infer_schema=False))
+    assert sorted(pl.read_csv(out, infer_schema=False)["record_id"]) == ["M1", "M3", "o1"]
+
+    # with a state, incremental too, and out of core: the same rows set aside
+    state = tmp_path / "state.duckdb"
+    for extra in ([], ["--incremental"]):
+        argv = ["resolve", "--observations", str(path), "--out", str(out), "--state", str(state)]
+        assert main([*argv, *extra, "--quarantine", str(tmp_path / "state_bad.csv")]) == 0
+        assert pl.read_csv(tmp_path / "state_bad.csv", infer_schema=False).equals(quarantined)
+    pl.read_csv(path, infer_schema=False).write_parquet(tmp_path / "obs.parquet")
+    argv = ["resolve", "--observations", str(tmp_path / "obs.parquet"), "--out", str(tmp_path / "disk.csv")]
+    assert main([*argv, "--out-of-core", str(tmp_path / "oneid.duckdb"), "--quarantine", str(bad)]) == 0
+    assert "rows set aside for breaking the input contract: 3" in capsys.readouterr().out
+    disk = pl.read_csv(bad, infer_schema=False)
+    assert disk.drop("file", "strength").equals(quarantined.drop("file"))
+    assert pl.read_csv(tmp_path / "disk.csv", infer_schema=False).equals(pl.read_csv(out, infer_schema=False))
+
+    # nothing to set aside: the file is written all the same, with its header
+    assert main(["resolve", "--observations", str(tmp_path / "clean.csv"), "--out", str(out), "--quarantine",
+                 str(bad)]) == 0
+    assert "rows set aside for breaking the input contract: 0" in capsys.readouterr().out
+    assert pl.read_csv(bad).height == 0
 
 
 def test_cli_names_the_parquet_row_of_a_bad_strength(tmp_path, capsys):

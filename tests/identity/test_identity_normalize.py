@@ -2,10 +2,11 @@ import hashlib
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from identity import load_config, normalize_observations
 from identity.config import config_from_dict
-from identity.normalize import ObservationError
+from identity.normalize import BAD_STRENGTH, BAD_TIME, INPUT_COLUMNS, ObservationError
 
 VALID = "13912345678"
 
@@ -248,3 +249,99 @@ def test_output_keeps_input_order_and_contract_columns():
     ]
     assert out["record_id"].to_list() == ["2", "1", "3"]
     assert out["id_type"].to_list() == ["phone", "email", "openid"]
+
+
+def _messy_frame(rng, rows: int) -> pl.DataFrame:
+    """Contract rows with faults strewn in: empty keys, times that are not ISO, strengths of other words."""
+    def pick(good, bad, share=0.1):
+        return rng.choice(bad) if rng.random() < share else good
+
+    return pl.DataFrame(
+        {
+            "source": [pick("crm", [None]) for _ in range(rows)],
+            "record_id": [pick(str(rng.randrange(rows)), [None]) for _ in range(rows)],
+            "id_type": [pick(rng.choice(["phone", "Email", "openid"]), [None]) for _ in range(rows)],
+            "scope": [rng.choice(["", "app", None]) for _ in range(rows)],
+            "id_value": [rng.choice([VALID, "a@b.com", "o1", None, "13800138000"]) for _ in range(rows)],
+            "observed_at": [
+                pick(rng.choice(["2024-01-02", "2024-01-02 03:04:05", "2024-05-01T04:00:00Z", None, " "]),
+                     ["yesterday", "02/01/2024", "2024-13-45"])
+                for _ in range(rows)
+            ],
+            "strength": [pick(rng.choice(["strong", " Weak", None]), ["sometimes", "STRONGEST"]) for _ in range(rows)],
+        },
+        schema_overrides={"source": pl.String, "record_id": pl.String, "id_type": pl.String},
+    )
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_contract_violations_are_the_rows_normalize_refuses(seed):
+    import random
+
+    from identity.normalize import contract_violations, split_observations
+
+    rng = random.Random(seed)
+    obs = _messy_frame(rng, rng.choice([1, 3, 20, 200]))
+    violations = contract_violations(obs)
+    try:
+        normalize_observations(obs)
+    except ObservationError as error:
+        # normalize checks a column at a time, and names the first row at fault in the first column with any
+        order = ["source", "record_id", "id_type", "observed_at", "strength"]
+        first_column = min(violations["column"], key=order.index)
+        assert error.column == first_column
+        assert error.row == violations.filter(pl.col("column") == first_column)["row"][0]
+    else:
+        assert violations.is_empty()
+    assert violations["row"].is_unique().all() and violations["row"].is_sorted()
+    kept, quarantined = split_observations(obs)
+    normalize_observations(kept)  # does not raise
+    assert contract_violations(kept).is_empty()
+    assert kept.height + quarantined.height == obs.height
+    assert quarantined.columns == ["row", "column", "reason", *obs.columns]
+    # every row is in exactly one of the two, as it was (the set-aside ones as text)
+    text = obs.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64), pl.all().exclude("row").cast(pl.String))
+    assert_frame_equal(quarantined.drop("column", "reason"), text.filter(pl.col("row").is_in(violations["row"])))
+    assert_frame_equal(kept, obs.filter(~pl.int_range(pl.len()).is_in(violations["row"])))
+    reasons = {"source": "empty", "record_id": "empty", "id_type": "empty", "observed_at": BAD_TIME,
+               "strength": BAD_STRENGTH}
+    for row, column, reason in quarantined.select("row", "column", "reason").iter_rows():
+        assert reason == reasons[column]
+        # the row alone is refused for that column
+        with pytest.raises(ObservationError) as refused:
+            normalize_observations(obs.slice(row, 1))
+        assert refused.value.column == column
+
+
+def test_a_frame_without_faults_is_kept_whole_and_a_missing_column_is_the_frames_fault():
+    from identity.normalize import contract_violations, split_observations
+
+    obs = pl.DataFrame({"source": ["s"], "record_id": ["r"], "id_type": ["phone"], "scope": [""], "id_value": [VALID],
+                        "extra": [1]})
+    kept, quarantined = split_observations(obs)
+    assert kept is obs
+    assert quarantined.height == 0 and quarantined.columns == ["row", "column", "reason", *INPUT_COLUMNS[:5]]
+    with pytest.raises(ObservationError, match=r"observations lack columns \['record_id'\]"):
+        contract_violations(obs.drop("record_id"))
+    with pytest.raises(ObservationError, match="column observed_at: must hold datetimes"):
+        contract_violations(obs.with_columns(observed_at=pl.lit(20240101)))
+
+
+@pytest.mark.parametrize("times", [["02/01/2024", "2024-01-05"], ["1/2/2024"], ["2024-01-05", "02/01/2024"]])
+def test_day_or_month_first_dates_are_refused_wherever_they_stand(times):
+    """polars infers a column's format from its first value, day- and month-first ones too: 02/01/2024 read as
+    2 January, 1/2/2024 as 1 February, and only when such a date came first."""
+    rows = {"source": ["s"], "record_id": ["r"], "id_type": ["phone"], "scope": [""], "id_value": [VALID]}
+    obs = pl.DataFrame({**{key: value * len(times) for key, value in rows.items()}, "observed_at": times})
+    with pytest.raises(ObservationError, match=r"column observed_at: '\d+/\d+/2024' is not an ISO time"):
+        normalize_observations(obs)
+
+
+def test_year_first_dates_with_slashes_are_read_beside_iso_ones():
+    times = ["2024/05/01 12:00:00", "2024-05-02", "2024/05/03", "2024/5/4 08:30", "2024-05-05T01:00:00Z"]
+    rows = {"source": ["s"], "record_id": ["r"], "id_type": ["phone"], "scope": [""], "id_value": [VALID]}
+    obs = pl.DataFrame({**{key: value * len(times) for key, value in rows.items()}, "observed_at": times})
+    assert [str(value) for value in normalize_observations(obs)["observed_at"]] == [
+        "2024-05-01 12:00:00", "2024-05-02 00:00:00", "2024-05-03 00:00:00", "2024-05-04 08:30:00",
+        "2024-05-05 09:00:00",
+    ]

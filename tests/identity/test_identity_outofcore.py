@@ -205,3 +205,40 @@ def test_random_text_is_stored_with_zstd_or_as_it_is_unless_the_file_is_too_old_
     result = resolve_out_of_core(observations, old)
     _assert_same(expected, old, result.stats)
     assert "ZSTD" not in _compression(old, "observations", "id_value")
+
+
+def test_quarantine_sets_bad_rows_aside_counted_in_their_file(tmp_path):
+    from identity.normalize import split_observations
+
+    rng = random.Random(5)
+    config = random_config(rng)
+    observations = frame([row for graph in range(150) for row in random_graph(rng, graph)]).with_row_index("n")
+    at_fault = observations["n"] % 37 == 5
+    observations = observations.with_columns(
+        record_id=pl.when(at_fault & (pl.col("n") % 2 == 0)).then(None).otherwise(pl.col("record_id")),
+        observed_at=pl.when(at_fault & (pl.col("n") % 2 == 1)).then(pl.lit("05/06/2024"))
+        .otherwise(pl.col("observed_at").cast(pl.String)),
+    ).drop("n")
+    half = observations.height // 2
+    paths = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
+    observations[:half].write_parquet(paths[0])
+    observations[half:].write_parquet(paths[1])
+    database = tmp_path / "oneid.duckdb"
+    result = resolve_out_of_core(paths, database, config, batch_rows=101, quarantine=True)
+    kept, _ = split_observations(observations)
+    _assert_same(resolve(kept, config), database, result.stats)
+    with duckdb.connect(str(database), read_only=True) as con:
+        quarantined = con.sql('select * from quarantine order by file, "row"').pl()
+    expected = pl.concat([
+        split_observations(part)[1].select(pl.lit(str(path)).alias("file"), pl.all())
+        for path, part in zip(paths, (observations[:half], observations[half:]))
+    ])
+    assert quarantined.height == int(at_fault.sum()) > 10
+    assert_frame_equal(quarantined, expected.select(quarantined.columns), check_dtypes=False)
+    # the row is counted in its file, not in its batch of 101
+    assert quarantined["row"].max() > 101
+    # a run without it stops at the first bad row and leaves no quarantine table behind
+    with pytest.raises(ValueError, match=r"a\.parquet, row \d+, column record_id: empty"):
+        resolve_out_of_core(paths, database, config, batch_rows=101)
+    with duckdb.connect(str(database), read_only=True) as con:
+        assert con.execute("select count(*) from information_schema.tables").fetchall() == [(0,)]
