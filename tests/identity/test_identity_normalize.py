@@ -345,3 +345,22 @@ def test_year_first_dates_with_slashes_are_read_beside_iso_ones():
         "2024-05-01 12:00:00", "2024-05-02 00:00:00", "2024-05-03 00:00:00", "2024-05-04 08:30:00",
         "2024-05-05 09:00:00",
     ]
+
+
+def test_ids_pandas_made_floats_read_as_the_integers_they_were():
+    """pandas turns a column of integer ids into floats once one is missing, and Parquet keeps them so: 17.0 must
+    meet the 17 another export wrote as text, and NaN is as empty as null."""
+    floats = pl.DataFrame(
+        {"source": ["crm", "crm", "crm"], "record_id": [17.0, 18.0, 19.5], "id_type": ["member_id", "phone", "openid"],
+         "scope": ["demo_crm", "", "wxapp"], "id_value": [123.0, 13912345678.0, float("nan")]}
+    )
+    out = normalize_observations(floats)
+    assert out.select("record_id", "id_value", "usable").rows() == [
+        ("17", "123", True), ("18", VALID, True), ("19.5", None, False),
+    ]
+    with pytest.raises(ObservationError, match=r"row 2, column record_id: empty"):
+        normalize_observations(floats.with_columns(record_id=pl.Series([1.0, float("nan"), None])))
+    from identity.normalize import contract_violations
+
+    nan_ids = floats.with_columns(record_id=pl.Series([1.0, float("nan"), None]))
+    assert contract_violations(nan_ids).select("row", "column").rows() == [(1, "record_id"), (2, "record_id")]
