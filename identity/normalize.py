@@ -34,6 +34,12 @@ BLOCK_REASONS = ("junk", "blocklist", "blocklist_pattern", "shared")
 PHONE_PATTERN = r"^1[3-9][0-9]{9}$"
 _INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
 # what phone normalization drops between digits; pipelines/forget.py matches quarantined cells with the same set
+# Unicode's White_Space (what polars' strip_chars strips by default) and the invisible characters: what every
+# value is trimmed of
+_TRIMMED = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+    + _INVISIBLE
+)
 PHONE_SEPARATOR_CHARS = f"\\s\\-.()\u2010-\u2015\u2212{_INVISIBLE}"
 PHONE_SEPARATORS = f"[{PHONE_SEPARATOR_CHARS}]"
 _PHONE_ANNOTATION = r"^(?i:tel):?|[\p{Han}:]"
@@ -173,7 +179,9 @@ def _phones(part: pl.DataFrame) -> pl.DataFrame:
 def _emails(part: pl.DataFrame) -> pl.DataFrame:
     # invisible characters and a "mailto:" prefix come with addresses copied from web pages and mail clients
     email = pl.col("_trim").str.normalize("NFKC").str.replace_all(f"[{_INVISIBLE}]", "").str.strip_chars()
-    part = part.with_columns(_email=email.str.to_lowercase().str.strip_prefix("mailto:"))
+    # a full stop typed after the address ends no address that mail is delivered to
+    email = email.str.to_lowercase().str.strip_prefix("mailto:").str.strip_chars_end(".")
+    part = part.with_columns(_email=email)
     valid = pl.col("_email").str.contains(EMAIL_PATTERN)
     return part.with_columns(
         id_value=pl.when(valid).then(pl.col("_email")),
@@ -507,9 +515,11 @@ def normalize_observations(obs: pl.DataFrame, config: IdentityConfig | None = No
 
 
 def _stripped(values: pl.Series) -> pl.Series:
-    """`values` stripped of surrounding whitespace; the column itself when none has any, so that its text is
-    shared instead of copied (exports are mostly clean; a copy is 1 GB at 27M observations)."""
-    stripped = values.str.strip_chars()
+    """`values` stripped of surrounding whitespace and invisible characters (an openid copied from a chat or a web
+    page into a CRM sheet brings a zero-width space or a byte-order mark, and then meets nothing); the column
+    itself when none has any, so that its text is shared instead of copied (exports are mostly clean; a copy is
+    1 GB at 27M observations). One pass with the characters named costs what polars' whitespace strip does."""
+    stripped = values.str.strip_chars(_TRIMMED)
     return values if stripped.equals(values) else stripped
 
 

@@ -51,7 +51,7 @@ def normalize_one(id_type, value, scope="", config=None, **extra):
         ("139\u00a01234\u00a05678", VALID, None),  # no-break spaces
         ("139\u20141234\u20135678", VALID, None),  # em and en dashes from a word processor
         ("139\u22121234\u20105678", VALID, None),  # a minus sign and a hyphen that are not ASCII
-        ("\u200b", None, "invalid_phone"),  # only an invisible character: not empty, and no phone
+        ("\u200b", None, "empty"),  # only an invisible character: trimmed like whitespace
         ("13912345678(本人)", VALID, None),  # annotated by hand in a CRM sheet
         ("手机：139-1234-5678", VALID, None),
         ("微信同号 13912345678", VALID, None),
@@ -112,6 +112,8 @@ def test_phone_normalization(raw, expected, reason):
         ("mailto:Alice@Example.cn", "alice@example.cn", None),
         ("MAILTO:alice@example.cn", "alice@example.cn", None),
         ("mailto:", None, "invalid_email"),
+        ("alice@example.cn.", "alice@example.cn", None),  # the full stop of the sentence it was typed in
+        ("alice@example.cn\u3000", "alice@example.cn", None),
         ("not-an-email", None, "invalid_email"),
         ("a@b", None, "invalid_email"),
         ("undefined", None, "junk"),
@@ -131,6 +133,12 @@ def test_opaque_ids_are_trimmed_and_keep_case():
     assert normalize_one("member_id", "\t000123", scope="crm")["id_value"] == "000123"
     assert normalize_one("external_userid", "wmAbC", scope="corp")["id_value"] == "wmAbC"
     assert normalize_one("buyer_account", "tb_Nick ", scope="taobao")["id_value"] == "tb_Nick"
+    # copied from a chat or a web page: zero-width space, byte-order mark, ideographic and no-break spaces
+    assert normalize_one("openid", "\u200boAbC\ufeff", scope="wxapp")["id_value"] == "oAbC"
+    assert normalize_one("unionid", "\u3000oU9zXy\u00a0")["id_value"] == "oU9zXy"
+    assert normalize_one("member_id", "\u2060M\u200b1\u200d", scope="crm")["id_value"] == "M\u200b1"  # inside: kept
+    row = normalize_one("unionid", "\ufeff\u200b")
+    assert (row["id_value"], row["unusable_reason"]) == (None, "empty")
 
 
 def test_scope_rules():
