@@ -266,8 +266,8 @@ def _messy_frame(rng, rows: int) -> pl.DataFrame:
 
     return pl.DataFrame(
         {
-            "source": [pick("crm", [None]) for _ in range(rows)],
-            "record_id": [pick(str(rng.randrange(rows)), [None]) for _ in range(rows)],
+            "source": [pick("crm", [None, ""]) for _ in range(rows)],
+            "record_id": [pick(str(rng.randrange(rows)), [None, ""]) for _ in range(rows)],
             "id_type": [pick(rng.choice(["phone", "Email", "openid"]), [None]) for _ in range(rows)],
             "scope": [rng.choice(["", "app", None]) for _ in range(rows)],
             "id_value": [rng.choice([VALID, "a@b.com", "o1", None, "13800138000"]) for _ in range(rows)],
@@ -276,7 +276,9 @@ def _messy_frame(rng, rows: int) -> pl.DataFrame:
                      ["yesterday", "02/01/2024", "2024-13-45"])
                 for _ in range(rows)
             ],
-            "strength": [pick(rng.choice(["strong", " Weak", None]), ["sometimes", "STRONGEST"]) for _ in range(rows)],
+            "strength": [
+                pick(rng.choice(["strong", " Weak", None, ""]), ["sometimes", "STRONGEST"]) for _ in range(rows)
+            ],
         },
         schema_overrides={"source": pl.String, "record_id": pl.String, "id_type": pl.String},
     )
@@ -372,3 +374,23 @@ def test_ids_pandas_made_floats_read_as_the_integers_they_were():
 
     nan_ids = floats.with_columns(record_id=pl.Series([1.0, float("nan"), None]))
     assert contract_violations(nan_ids).select("row", "column").rows() == [(1, "record_id"), (2, "record_id")]
+
+
+def test_empty_text_is_null_where_a_csv_would_read_null():
+    """A Parquet file or a frame holds "" where a CSV's empty field reads as null: the same rules apply to both."""
+    rows = {"source": ["s", "s"], "record_id": ["r1", "r2"], "id_type": ["phone", "phone"], "scope": ["", ""],
+            "id_value": [VALID, VALID]}
+    config = config_from_dict({"link_strength": {"s.phone": "weak"}})
+    out = normalize_observations(pl.DataFrame({**rows, "strength": ["", " "]}), config)
+    assert out["strength"].to_list() == ["weak", "weak"]  # unset, so the config's
+    with pytest.raises(ObservationError, match=r"row 2, column record_id: empty"):
+        normalize_observations(pl.DataFrame({**rows, "record_id": ["r1", ""]}))
+    with pytest.raises(ObservationError, match=r"row 1, column source: empty \(2 such rows"):
+        normalize_observations(pl.DataFrame({**rows, "source": ["", None]}))
+
+
+def test_a_header_typed_by_hand_is_named_in_the_error():
+    obs = pl.DataFrame({"source": ["s"], " record_id": ["r"], "ID_TYPE": ["phone"], "scope": [""], "id_value": [VALID]})
+    with pytest.raises(ObservationError, match=r"lack columns \['record_id', 'id_type'\].*the header has "
+                       r"' record_id' for record_id, 'ID_TYPE' for id_type: names are exact"):
+        normalize_observations(obs)
