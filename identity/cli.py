@@ -156,9 +156,10 @@ def _resolve_out_of_core(args: argparse.Namespace, config) -> int:
     if args.state:
         print("oneid resolve: --out-of-core keeps no state; give --state or --out-of-core, not both", file=sys.stderr)
         return 2
-    if not args.observations.endswith(".parquet"):
-        print("oneid resolve: --out-of-core reads Parquet (a file or a pattern such as 'exports/*.parquet')",
-              file=sys.stderr)
+    parquet = args.observations.lower().endswith(".parquet")
+    if args.observations.lower().endswith((".xlsx", ".xls")):
+        print("oneid resolve: --out-of-core reads Parquet or UTF-8 CSV (a file or a pattern such as "
+              "'exports/*.parquet'), not Excel", file=sys.stderr)
         return 2
     result = resolve_out_of_core(
         args.observations, args.out_of_core, config, engine=args.engine, memory_limit=args.memory_limit,
@@ -182,7 +183,7 @@ def _resolve_out_of_core(args: argparse.Namespace, config) -> int:
             # numbered from 1, as in memory and in the error messages
             copy_to_csv(con, f'(select * replace ("row" + 1 as "row") from {QUARANTINE_TABLE})', args.quarantine)
             quarantined = con.sql(f'select "column", count(*) as len from {QUARANTINE_TABLE} group by 1').pl()
-            _print_quarantined(quarantined, args.quarantine, header=False)
+            _print_quarantined(quarantined, args.quarantine, header=not parquet)
     _print_unusable(counts, "")
     print(f"tables {', '.join(OUTPUT_TABLES)} are in {args.out_of_core}")
     return 0
@@ -264,8 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--out-of-core",
         metavar="DUCKDB_FILE",
-        help="resolve inside this DuckDB file, for Parquet observations larger than memory; the identity tables "
-        "are left in it (same results as in memory; no --state)",
+        help="resolve inside this DuckDB file, for observations larger than memory (Parquet, or CSV in UTF-8); the "
+        "identity tables are left in it (same results as in memory; no --state)",
     )
     run.add_argument(
         "--quarantine",

@@ -17,6 +17,7 @@ import csv
 import gzip
 import io
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
@@ -126,11 +127,13 @@ def _position(data: bytes, offset: int) -> str:
     return f"line {line}, byte {column} (0x{data[offset]:02x})"
 
 
-def csv_problem(text: bytes) -> str | None:
-    """The first line of a UTF-8 CSV that a strict reader refuses, or that holds more fields than the header,
-    said for a person; None if there is none (then polars' own message is the best there is)."""
+def csv_problem(text: bytes | BinaryIO) -> str | None:
+    """The first line of a UTF-8 CSV (its bytes, or a binary file open on it) that a strict reader refuses, or that
+    holds more fields than the header, said for a person; None if there is none (then polars' own message is the
+    best there is)."""
     # read as a stream: the file's text as one str would take 2-4 times its size
-    reader = csv.reader(io.TextIOWrapper(io.BytesIO(text), encoding="utf-8", newline=""), strict=True)
+    stream = io.BytesIO(text) if isinstance(text, bytes) else text
+    reader = csv.reader(io.TextIOWrapper(stream, encoding="utf-8", newline=""), strict=True)
     try:
         header = next(reader, None)
         if header is None:
@@ -145,6 +148,39 @@ def csv_problem(text: bytes) -> str | None:
             return f"line {start}: a quoted field is never closed (the file ends inside it)"
         return f"line {start}: {error}"
     return None
+
+
+def open_bytes(path: str | Path) -> BinaryIO:
+    """The file at `path` open for reading its bytes, decompressed if it is gzipped."""
+    with open(path, "rb") as handle:
+        gzipped = handle.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+
+
+def utf8_problem(path: str | Path, step: int = 8 << 20) -> str | None:
+    """Where the file at `path` (gzipped or not) stops being UTF-8, as "line 3, byte 13 (0xff)", read a slice at a
+    time (for files too large to hold); None if it is UTF-8 throughout."""
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    line, column = 1, 1  # where the slice starts
+    with open_bytes(path) as handle:
+        while True:
+            data = handle.read(step)
+            try:
+                decoder.decode(data, final=not data)
+            except UnicodeDecodeError as error:
+                # the offset in this slice; below 0 when the character began in the slices before (the decoder
+                # held its first bytes), which holds no newline
+                offset = error.start - (len(error.object) - len(data))
+                newlines = data.count(b"\n", 0, max(offset, 0))
+                if newlines:
+                    line, column = line + newlines, offset - data.rfind(b"\n", 0, offset)
+                else:
+                    column += offset
+                return f"line {line}, byte {column} (0x{error.object[error.start]:02x})"
+            if not data:
+                return None
+            newlines = data.count(b"\n")
+            line, column = (line + newlines, len(data) - data.rfind(b"\n")) if newlines else (line, column + len(data))
 
 
 def _first_line(error: Exception) -> str:

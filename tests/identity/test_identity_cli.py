@@ -98,11 +98,16 @@ def test_resolve_out_of_core_writes_the_same_record_map(tmp_path, capsys):
     memory, disk = (pl.read_csv(path, infer_schema=False) for path in (in_memory, out_of_core))
     assert disk.equals(memory)
     assert json.loads((tmp_path / "tables" / "stats.json").read_text())["users"] == 3
-    # CSV input is refused with what to do instead
+    # a CSV is streamed the same (gzipped too); Excel is refused with what to do instead
     (tmp_path / "obs.csv").write_text(OBSERVATIONS, encoding="utf-8")
-    assert main(["resolve", "--observations", str(tmp_path / "obs.csv"), "--out-of-core", str(database),
+    (tmp_path / "obs.csv.gz").write_bytes(gzip.compress(OBSERVATIONS.encode()))
+    for name in ("obs.csv", "obs.csv.gz"):
+        assert main(["resolve", "--observations", str(tmp_path / name), "--out-of-core", str(database),
+                     "--out", str(out_of_core)]) == 0
+        assert pl.read_csv(out_of_core, infer_schema=False).equals(memory)
+    assert main(["resolve", "--observations", str(tmp_path / "obs.xlsx"), "--out-of-core", str(database),
                  "--out", str(out_of_core)]) == 2
-    assert "reads Parquet" in capsys.readouterr().err
+    assert "reads Parquet or UTF-8 CSV" in capsys.readouterr().err
 
 
 def test_resolve_notes_id_types_no_rule_or_config_names(tmp_path, capsys):

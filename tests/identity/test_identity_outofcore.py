@@ -1,6 +1,7 @@
 """resolve_out_of_core() against resolve(): the same tables, row for row, on random graphs and on blocked,
 shared, hashed and bare records; also from Parquet files read in batches."""
 
+import gzip
 import hashlib
 import random
 
@@ -126,7 +127,7 @@ def test_bad_input_names_the_file_and_rows_and_leaves_no_tables(tmp_path):
         resolve_out_of_core(str(tmp_path / "*.parquet"), database, batch_rows=3)
     with duckdb.connect(str(database), read_only=True) as con:
         assert con.execute("select count(*) from information_schema.tables").fetchall() == [(0,)]
-    with pytest.raises(FileNotFoundError, match="no Parquet files match"):
+    with pytest.raises(FileNotFoundError, match="no files match"):
         resolve_out_of_core(str(tmp_path / "missing-*.parquet"), database)
     # an export saved as CSV under a .parquet name
     (tmp_path / "c.parquet").write_text("source,record_id\ncrm,c1\n")
@@ -242,3 +243,33 @@ def test_quarantine_sets_bad_rows_aside_counted_in_their_file(tmp_path):
         resolve_out_of_core(paths, database, config, batch_rows=101)
     with duckdb.connect(str(database), read_only=True) as con:
         assert con.execute("select count(*) from information_schema.tables").fetchall() == [(0,)]
+
+
+def test_csv_files_are_streamed_with_the_cells_of_read_table(tmp_path):
+    from identity.files import read_table
+
+    rng = random.Random(12)
+    config = random_config(rng)
+    observations = frame([row for graph in range(300) for row in random_graph(rng, graph)])
+    half = observations.height // 2
+    observations[:half].write_csv(tmp_path / "a.csv")
+    (tmp_path / "b.csv.gz").write_bytes(gzip.compress(b"\xef\xbb\xbf" + observations[half:].write_csv().encode()))
+    database = tmp_path / "oneid.duckdb"
+    result = resolve_out_of_core(str(tmp_path / "*.csv*"), database, config, batch_rows=101)
+    as_read = pl.concat([read_table(tmp_path / "a.csv"), read_table(tmp_path / "b.csv.gz")])
+    _assert_same(resolve(as_read, config), database, result.stats)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("source,record_id\ncrm,1\n".encode() + "会员".encode("gb18030") + b",2\n",
+         r"bad\.csv: not UTF-8 \(line 3, byte 1 \(0xbb\)\); out of core reads CSV in UTF-8 only"),
+        (b"source,record_id\ncrm,1\ncrm,2,3\n", r"bad\.csv: line 3 has 3 fields, the header 2"),
+        (b"", r"bad\.csv: empty file"),
+    ],
+)
+def test_unreadable_csv_names_the_file_and_line(tmp_path, content, message):
+    (tmp_path / "bad.csv").write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        resolve_out_of_core(tmp_path / "bad.csv", tmp_path / "oneid.duckdb")
