@@ -33,13 +33,13 @@ BLOCK_REASONS = ("junk", "blocklist", "blocklist_pattern", "shared")
 
 PHONE_PATTERN = r"^1[3-9][0-9]{9}$"
 _INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
-# what phone normalization drops between digits; pipelines/forget.py matches quarantined cells with the same set
 # Unicode's White_Space (what polars' strip_chars strips by default) and the invisible characters: what every
 # value is trimmed of
 _TRIMMED = (
     "\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
     + _INVISIBLE
 )
+# what phone normalization drops between digits; pipelines/forget.py matches quarantined cells with the same set
 PHONE_SEPARATOR_CHARS = f"\\s\\-.()\u2010-\u2015\u2212{_INVISIBLE}"
 PHONE_SEPARATORS = f"[{PHONE_SEPARATOR_CHARS}]"
 _PHONE_ANNOTATION = r"^(?i:tel):?|[\p{Han}:]"
@@ -275,11 +275,12 @@ def _observed_at(column: pl.Series | None) -> pl.Expr:
     dtype = column.dtype
     expr = pl.col("observed_at")
     if dtype == pl.String:
-        # The format is the first time's, as polars would infer it, but only ever an ISO one: polars' own
-        # inference also takes day- and month-first dates, so a file whose first time read 02/01/2024 had every
-        # such date read as 2 January and one whose first read 1/2/2024 as 1 February. Rows of another format
-        # are tried again one by one (`_times_parsed`) and refused if they are not ISO.
-        first = column.drop_nulls().head(1).str.strip_chars()
+        # The format is the first time's, as polars would infer it, but only ever an ISO or year-first one:
+        # polars' own inference also takes day- and month-first dates, so a file whose first time read 02/01/2024
+        # had every such date read as 2 January and one whose first read 1/2/2024 as 1 February. Rows of another
+        # format are tried again one by one (`_times_parsed`) and refused if they are not ISO.
+        first = column.drop_nulls().head(100).str.strip_chars()
+        first = first.filter(first != "").head(1)
         for time_format in _NAIVE_FORMATS:
             if len(first) and first.str.to_datetime(time_format, strict=False, time_unit="us").is_not_null().all():
                 return expr.str.to_datetime(time_format, strict=False, time_unit="us")
