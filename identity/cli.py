@@ -16,7 +16,7 @@ from identity.config import KNOWN_TYPES, ConfigError, load_config
 from identity.connection import check_database_path, connect, copy_to_csv
 from identity.evaluate import pairwise_scores
 from identity.explain import explain, render, tables_for_value
-from identity.files import read_table
+from identity.files import read_table, unread_sheets
 from identity.normalize import (
     OUTPUT_COLUMNS,
     ObservationError,
@@ -27,10 +27,24 @@ from identity.normalize import (
 from identity.resolution import resolve
 
 
+def _read(path: str, command: str) -> pl.DataFrame:
+    """`read_table`, saying on stderr which sheets of a workbook it left unread: rows there would be missing
+    without a word."""
+    frame = read_table(path)
+    unread = unread_sheets(path)
+    if unread:
+        print(
+            f"oneid {command}: note: {path} has {len(unread) + 1} sheets and only the first is read; not "
+            f"{', '.join(repr(name) for name in unread[:5])}. An export split across sheets? Save it as one CSV.",
+            file=sys.stderr,
+        )
+    return frame
+
+
 def _read_observations(path: str, config, quarantine: str | None = None) -> pl.DataFrame:
     """The observations to resolve; with `quarantine`, the rows that break the contract are written there
     instead (with the file, row, column and reason), and the count said."""
-    observations = read_table(path)
+    observations = _read(path, "resolve")
     if quarantine:
         observations, quarantined = split_observations(observations)
         header = not path.lower().endswith(".parquet")
@@ -214,7 +228,7 @@ def _explain(args: argparse.Namespace) -> int:
             print(f"oneid explain: {args.state} holds no identity state", file=sys.stderr)
             return 1
     else:
-        resolution = resolve(read_table(args.observations), config, links=True)
+        resolution = resolve(_read(args.observations, "explain"), config, links=True)
         tables = {**resolution.tables(), "links": resolution.links}
     result = explain(tables, args.id_type, args.value, args.scope or "", config)
     if args.json:
@@ -225,7 +239,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    scores = pairwise_scores(read_table(args.predicted), read_table(args.truth))
+    scores = pairwise_scores(_read(args.predicted, "evaluate"), _read(args.truth, "evaluate"))
     if args.json:
         print(json.dumps(scores))
     else:

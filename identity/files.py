@@ -53,6 +53,19 @@ def read_table(path: str | Path) -> pl.DataFrame:
         raise ValueError(f"{path}: {csv_problem(text) or _first_line(error)}") from None
 
 
+def unread_sheets(path: str | Path) -> list[str]:
+    """The sheets of an Excel workbook that `read_table` leaves unread (all but the first); none for other files.
+    An export of more rows than a sheet holds (1,048,576) goes on in a second sheet."""
+    if Path(path).suffix.lower() not in (".xlsx", ".xls"):
+        return []
+    import fastexcel
+
+    try:
+        return list(fastexcel.read_excel(str(path)).sheet_names[1:])
+    except Exception:  # noqa: BLE001 - an unreadable workbook is read_table's to report
+        return []
+
+
 def _read_csv(source) -> pl.DataFrame:
     return pl.read_csv(source, infer_schema=False)
 

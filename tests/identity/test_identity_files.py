@@ -248,3 +248,27 @@ def test_excel_first_sheet_reads_as_text(tmp_path):
     (tmp_path / "text.xlsx").write_bytes(b"source,record_id\n")
     with pytest.raises(ValueError, match=r"text\.xlsx: not a readable Excel workbook"):
         read_table(tmp_path / "text.xlsx")
+
+
+def test_cli_says_which_sheets_of_a_workbook_it_leaves_unread(tmp_path, capsys):
+    """An export longer than a sheet (1,048,576 rows) goes on in a second one: its rows must not go missing
+    without a word."""
+    import xlsxwriter
+
+    book = xlsxwriter.Workbook(tmp_path / "obs.xlsx")
+    for name in ("会员1", "会员2", "说明"):
+        sheet = book.add_worksheet(name)
+        sheet.write_row(0, 0, ["source", "record_id", "id_type", "scope", "id_value", "observed_at"])
+        sheet.write_row(1, 0, ["crm", name, "phone", "", "13912345678", "2024-01-01"])
+    book.close()
+    out = tmp_path / "out.csv"
+    assert main(["resolve", "--observations", str(tmp_path / "obs.xlsx"), "--out", str(out)]) == 0
+    error = capsys.readouterr().err
+    assert "obs.xlsx has 3 sheets and only the first is read; not '会员2', '说明'" in error
+    assert pl.read_csv(out)["record_id"].to_list() == ["会员1"]
+    # one sheet: nothing to say
+    book = xlsxwriter.Workbook(tmp_path / "one.xlsx")
+    book.add_worksheet().write_row(0, 0, ["source", "record_id", "id_type", "scope", "id_value"])
+    book.close()
+    assert main(["resolve", "--observations", str(tmp_path / "one.xlsx"), "--out", str(out)]) == 0
+    assert "sheets" not in capsys.readouterr().err
