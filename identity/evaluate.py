@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from identity.normalize import as_text
+
 KEYS = ["source", "record_id"]
 
 
@@ -16,7 +18,8 @@ def _one_label_per_record(frame: pl.DataFrame, label: str, name: str) -> pl.Data
     missing = [column for column in [*KEYS, label] if column not in frame.columns]
     if missing:
         raise ValueError(f"{name} lacks columns {missing}")
-    frame = frame.select(pl.col(KEYS).cast(pl.String), pl.col(label).cast(pl.String)).unique()
+    # as resolve reads them: a float column's whole numbers as integers (17, not 17.0)
+    frame = frame.select(*(as_text(frame, column) for column in [*KEYS, label])).unique()
     if frame.select(KEYS).is_duplicated().any():
         raise ValueError(f"{name} gives some record two different {label}s")
     return frame

@@ -308,7 +308,7 @@ def _iso_times(times: pl.Series) -> pl.Series:
     return pl.select(pl.coalesce(china, naive)).to_series()
 
 
-def _as_text(obs: pl.DataFrame, column: str) -> pl.Expr:
+def as_text(obs: pl.DataFrame, column: str) -> pl.Expr:
     """`column` as text. A float column is what pandas makes of integer ids once one of them is missing: its whole
     numbers are written as integers (17, not 17.0), so that they meet the same ids exported as text, and NaN is
     null."""
@@ -324,14 +324,14 @@ def _tidy(obs: pl.DataFrame, column: str, lower: bool, empty_is_null: bool = Fal
     """`column` as text, stripped (and lowercased; with `empty_is_null`, what is then empty is null). These columns
     hold a handful of distinct values, usually clean already: then the column is passed through instead of
     transforming every row."""
-    expr = _as_text(obs, column).str.strip_chars()
+    expr = as_text(obs, column).str.strip_chars()
     if lower:
         expr = expr.str.to_lowercase()
     if empty_is_null:
         expr = pl.when(expr != "").then(expr)
-    distinct = obs.select(_as_text(obs, column).unique())
+    distinct = obs.select(as_text(obs, column).unique())
     if distinct.height <= 10_000 and distinct.select(expr).to_series().equals(distinct.to_series()):
-        return _as_text(obs, column)
+        return as_text(obs, column)
     return expr
 
 
@@ -389,7 +389,7 @@ BAD_STRENGTH = "strength must be strong or weak (or empty)"
 
 def _missing(values: pl.Series) -> pl.Series:
     """Null, empty text (what a CSV's empty field reads as, and so what a Parquet file's "" must mean too), or NaN
-    in a float column (see `_as_text`)."""
+    in a float column (see `as_text`)."""
     if values.dtype.is_float():
         return values.is_null() | values.is_nan().fill_null(False)
     if values.dtype == pl.String:
@@ -470,11 +470,11 @@ def split_observations(obs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     of them."""
     violations = contract_violations(obs)
     contract = [column for column in (*INPUT_COLUMNS, "strength") if column in obs.columns]
-    as_text = [_as_text(obs, column) for column in contract]
+    texts = [as_text(obs, column) for column in contract]
     if violations.is_empty():
-        return obs, violations.hstack(obs.clear().select(as_text))
+        return obs, violations.hstack(obs.clear().select(texts))
     at_fault = pl.int_range(pl.len(), dtype=pl.Int64).is_in(violations["row"])
-    return obs.filter(~at_fault), violations.hstack(obs.filter(at_fault).select(as_text))
+    return obs.filter(~at_fault), violations.hstack(obs.filter(at_fault).select(texts))
 
 
 def normalize_observations(obs: pl.DataFrame, config: IdentityConfig | None = None) -> pl.DataFrame:
@@ -499,11 +499,11 @@ def normalize_observations(obs: pl.DataFrame, config: IdentityConfig | None = No
     # with the others, or polars copies every column of the frame to realign them at the next step, several
     # times over. At 27M observations read from Parquet in 223 chunks that was 4.6 GB and 14 s; now about 1 GB, 10 s.
     frame = obs.select(
-        _as_text(obs, "source"),
-        _as_text(obs, "record_id"),
+        as_text(obs, "source"),
+        as_text(obs, "record_id"),
         _tidy(obs, "id_type", lower=True),
         _tidy(obs, "scope", lower=False),
-        _as_text(obs, "id_value").alias("raw_value"),
+        as_text(obs, "id_value").alias("raw_value"),
         _observed_at(obs.get_column("observed_at") if "observed_at" in obs.columns else None).alias("observed_at"),
         strength.alias("strength"),
     ).rechunk()

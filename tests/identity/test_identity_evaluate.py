@@ -58,3 +58,11 @@ def test_a_record_with_two_users_is_an_error():
     truth = pl.DataFrame({"source": ["a"], "record_id": ["1"], "person_id": ["p"]})
     with pytest.raises(ValueError, match="two different"):
         pairwise_scores(predicted, truth)
+
+
+def test_float_record_ids_meet_the_text_ones_resolve_writes():
+    """A truth file from pandas holds record ids as floats once one is missing; resolve writes 17, not 17.0."""
+    predicted = pl.DataFrame({"source": ["crm"] * 3, "record_id": ["17", "18", "19"], "user_id": ["u1", "u1", "u2"]})
+    truth = pl.DataFrame({"source": ["crm"] * 3, "record_id": [17.0, 18.0, 19.0], "person_id": [1.0, 1.0, 2.0]})
+    scores = pairwise_scores(predicted, truth)
+    assert (scores["records"], scores["precision"], scores["recall"]) == (3, 1.0, 1.0)
