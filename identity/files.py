@@ -71,13 +71,13 @@ def _read_csv(source) -> pl.DataFrame:
 
 
 def _bytes(path: Path) -> bytes:
-    data = path.read_bytes()
-    if data[:2] == b"\x1f\x8b":
+    with open_bytes(path) as handle:
         try:
-            return gzip.decompress(data)
+            return handle.read()
         except (OSError, EOFError) as error:
+            if not isinstance(handle, gzip.GzipFile):
+                raise
             raise ValueError(f"{path}: not a readable gzip file ({error})") from None
-    return data
 
 
 def _utf8(data: bytes, path: Path) -> bytes:
