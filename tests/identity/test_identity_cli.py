@@ -1,4 +1,5 @@
 import gzip
+import importlib.metadata
 import io
 import json
 import subprocess
@@ -6,6 +7,7 @@ import sys
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from identity.cli import main
 
@@ -128,3 +130,10 @@ def test_resolve_notes_id_types_no_rule_or_config_names(tmp_path, capsys):
     config.write_text("id_type_priority: [unionid, phone, loyalty_card, mobile]\n", encoding="utf-8")
     assert main(["resolve", "--observations", str(observations), "--out", str(out), "--config", str(config)]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"oneid {importlib.metadata.version('oneid')}"
