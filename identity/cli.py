@@ -42,16 +42,20 @@ def _read(path: str, command: str) -> pl.DataFrame:
     return frame
 
 
+def _has_header(path: str) -> bool:
+    """Whether the file's rows are counted after a header line (CSV, Excel), as the messages count them."""
+    return not path.lower().endswith(".parquet")
+
+
 def _read_observations(path: str, config, quarantine: str | None = None) -> pl.DataFrame:
     """The observations to resolve; with `quarantine`, the rows that break the contract are written there
     instead (with the file, row, column and reason), and the count said."""
     observations = _read(path, "resolve")
     if quarantine:
         observations, quarantined = split_observations(observations)
-        header = not path.lower().endswith(".parquet")
         # rows numbered as the error messages number them: from 1, after the header line of a CSV
         quarantined.select(pl.lit(path).alias("file"), pl.col("row") + 1, pl.exclude("row")).write_csv(quarantine)
-        _print_quarantined(quarantined.group_by("column").len(), quarantine, header)
+        _print_quarantined(quarantined.group_by("column").len(), quarantine, _has_header(path))
     if "id_type" in observations.columns:
         unfamiliar = unfamiliar_id_types(observations, config)
         if unfamiliar:
@@ -171,7 +175,6 @@ def _resolve_out_of_core(args: argparse.Namespace, config) -> int:
     if args.state:
         print("oneid resolve: --out-of-core keeps no state; give --state or --out-of-core, not both", file=sys.stderr)
         return 2
-    parquet = args.observations.lower().endswith(".parquet")
     if args.observations.lower().endswith((".xlsx", ".xls")):
         print("oneid resolve: --out-of-core reads Parquet or UTF-8 CSV (a file or a pattern such as "
               "'exports/*.parquet'), not Excel", file=sys.stderr)
@@ -198,7 +201,7 @@ def _resolve_out_of_core(args: argparse.Namespace, config) -> int:
             # numbered from 1, as in memory and in the error messages
             copy_to_csv(con, f'(select * replace ("row" + 1 as "row") from {QUARANTINE_TABLE})', args.quarantine)
             quarantined = con.sql(f'select "column", count(*) as len from {QUARANTINE_TABLE} group by 1').pl()
-            _print_quarantined(quarantined, args.quarantine, header=not parquet)
+            _print_quarantined(quarantined, args.quarantine, _has_header(args.observations))
     _print_unusable(counts, "")
     print(f"tables {', '.join(OUTPUT_TABLES)} are in {args.out_of_core}")
     return 0
@@ -328,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         observations = getattr(args, "observations", None)
         if isinstance(error, ObservationError) and error.source is None and observations:
             # rows of the file the command read, counted as the file counts them
-            error = error.in_source(observations, header=not observations.lower().endswith(".parquet"))
+            error = error.in_source(observations, header=_has_header(observations))
         hint = ""
         if isinstance(error, ObservationError) and error.row is not None and args.command == "resolve":
             hint = " (--quarantine FILE sets such rows aside and resolves the others)"

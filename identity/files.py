@@ -16,6 +16,8 @@ import codecs
 import csv
 import gzip
 import io
+import itertools
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -88,7 +90,7 @@ def _utf8(data: bytes, path: Path) -> bytes:
         _decode(data, "utf-8", keep=False)
         return data
     except UnicodeDecodeError as error:
-        not_utf8 = _position(data, error.start)
+        not_utf8 = _position(io.BytesIO(data), error.start)
         # Chinese text in UTF-8 before the first bad byte: a damaged UTF-8 file or one with a part in another
         # encoding. Read as GB18030 it would not fail, but turn that text into other characters (会员 -> 浼氬憳).
         # GB18030 text can read as UTF-8 for a few characters too (of 50,000 random 40-character GB2312 texts,
@@ -102,7 +104,7 @@ def _utf8(data: bytes, path: Path) -> bytes:
         return _decode(data, "gb18030", keep=True)
     except UnicodeDecodeError as error:
         raise ValueError(
-            f"{path}: neither UTF-8 ({not_utf8}) nor GB18030 ({_position(data, error.start)}); "
+            f"{path}: neither UTF-8 ({not_utf8}) nor GB18030 ({_position(io.BytesIO(data), error.start)}); "
             "save it as UTF-8"
         ) from None
 
@@ -116,28 +118,53 @@ def _multibyte_characters(utf8: bytes) -> int:
 
 
 def _decode(data: bytes, encoding: str, keep: bool, step: int = 8 << 20) -> bytes:
-    """`data` decoded strictly, a slice at a time (a whole file as one Python str takes 2-4 times its size), and
-    re-encoded as UTF-8 when `keep`; UnicodeDecodeError with the offset in `data` of the first bad byte."""
-    decoder = codecs.getincrementaldecoder(encoding)("strict")
-    out = []
+    """`data` decoded strictly, a slice at a time, and re-encoded as UTF-8 when `keep`; UnicodeDecodeError with the
+    offset in `data` of the first bad byte."""
     view = memoryview(data)
-    for start in range(0, max(len(data), 1), step):
+    try:
+        text = _decoded((view[start:start + step] for start in range(0, len(data), step)), encoding)
+        if not keep:
+            for _ in text:
+                pass
+            return b""
+        return b"".join(piece.encode("utf-8") for piece in text)
+    except _BadByte as bad:
+        raise UnicodeDecodeError(encoding, data, bad.offset, bad.offset + 1, bad.reason) from None
+
+
+class _BadByte(Exception):
+    def __init__(self, offset: int, reason: str):
+        self.offset, self.reason = offset, reason
+
+
+def _decoded(slices: Iterable[bytes], encoding: str) -> Iterator[str]:
+    """The text of `slices`, consecutive pieces of one byte stream, decoded strictly a piece at a time (a whole file
+    as one Python str takes 2-4 times its size); _BadByte with the offset in the stream of the first byte that
+    does not decode."""
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    done = 0
+    for data in itertools.chain(slices, [b""]):
         try:
-            text = decoder.decode(view[start:start + step], final=start + step >= len(data))
+            yield decoder.decode(data, final=not data)
         except UnicodeDecodeError as error:
-            # the decoder may hold a few bytes of the slice before: at most a character's worth
-            held = len(getattr(error, "object", b"")) - len(view[start:start + step])
-            raise UnicodeDecodeError(encoding, data, start + error.start - held, start + error.end - held,
-                                     error.reason) from None
-        if keep:
-            out.append(text.encode("utf-8"))
-    return b"".join(out)
+            # the decoder may hold the first bytes of a character from the pieces before (a character's worth)
+            held = len(error.object) - len(data)
+            raise _BadByte(done + error.start - held, error.reason) from None
+        done += len(data)
 
 
-def _position(data: bytes, offset: int) -> str:
-    line = data.count(b"\n", 0, offset) + 1
-    column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
-    return f"line {line}, byte {column} (0x{data[offset]:02x})"
+def _position(stream: BinaryIO, offset: int, step: int = 8 << 20) -> str:
+    """The line and byte in its line of the byte at `offset` in `stream` (read from where it stands, a slice at a
+    time), as "line 3, byte 13 (0xff)"."""
+    line, column, left = 1, 1, offset
+    while left:
+        data = stream.read(min(step, left))
+        if not data:
+            break
+        left -= len(data)
+        newlines = data.count(b"\n")
+        line, column = (line + newlines, len(data) - data.rfind(b"\n")) if newlines else (line, column + len(data))
+    return f"line {line}, byte {column} (0x{stream.read(1)[0]:02x})"
 
 
 def csv_problem(text: bytes | BinaryIO) -> str | None:
@@ -173,27 +200,15 @@ def open_bytes(path: str | Path) -> BinaryIO:
 def utf8_problem(path: str | Path, step: int = 8 << 20) -> str | None:
     """Where the file at `path` (gzipped or not) stops being UTF-8, as "line 3, byte 13 (0xff)", read a slice at a
     time (for files too large to hold); None if it is UTF-8 throughout."""
-    decoder = codecs.getincrementaldecoder("utf-8")("strict")
-    line, column = 1, 1  # where the slice starts
     with open_bytes(path) as handle:
-        while True:
-            data = handle.read(step)
-            try:
-                decoder.decode(data, final=not data)
-            except UnicodeDecodeError as error:
-                # the offset in this slice; below 0 when the character began in the slices before (the decoder
-                # held its first bytes), which holds no newline
-                offset = error.start - (len(error.object) - len(data))
-                newlines = data.count(b"\n", 0, max(offset, 0))
-                if newlines:
-                    line, column = line + newlines, offset - data.rfind(b"\n", 0, offset)
-                else:
-                    column += offset
-                return f"line {line}, byte {column} (0x{error.object[error.start]:02x})"
-            if not data:
-                return None
-            newlines = data.count(b"\n")
-            line, column = (line + newlines, len(data) - data.rfind(b"\n")) if newlines else (line, column + len(data))
+        try:
+            for _ in _decoded(iter(lambda: handle.read(step), b""), "utf-8"):
+                pass
+            return None
+        except _BadByte as bad:
+            offset = bad.offset
+    with open_bytes(path) as handle:
+        return _position(handle, offset, step)
 
 
 def _first_line(error: Exception) -> str:
